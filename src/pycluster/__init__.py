@@ -1,0 +1,170 @@
+"""pycluster: Node.js's ``cluster`` module for Python.
+
+Use it as ``import pycluster as cluster``. This module only re-exports; each concept lives in its
+own private module (see docs/architecture.md).
+"""
+
+from __future__ import annotations
+
+import sys
+import types
+import warnings
+from collections.abc import Callable, Mapping
+from typing import TYPE_CHECKING, Any
+
+from . import _runtime
+from ._errors import (
+    ChannelClosedError,
+    ClusterError,
+    InvalidTransition,
+    NotPrimaryError,
+    ProtocolError,
+)
+from ._events import EventEmitter
+from ._primary import Primary
+from ._settings import SCHED_NONE, SCHED_REUSEPORT, SCHED_RR, SchedulingPolicy
+from ._worker import Worker
+
+__all__ = [
+    "SCHED_NONE",
+    "SCHED_REUSEPORT",
+    "SCHED_RR",
+    "ChannelClosedError",
+    "ClusterError",
+    "EventEmitter",
+    "InvalidTransition",
+    "NotPrimaryError",
+    "ProtocolError",
+    "SchedulingPolicy",
+    "Worker",
+    "disconnect",
+    "emit",
+    "fork",
+    "is_master",
+    "is_primary",
+    "is_worker",
+    "listeners",
+    "off",
+    "on",
+    "once",
+    "remove_listener",
+    "scheduling_policy",
+    "settings",
+    "setup_master",
+    "setup_primary",
+    "wait",
+    "worker",
+    "workers",
+]
+
+__version__ = "0.1.0"
+
+#: True in a worker process (one started by ``fork``).
+is_worker: bool = _runtime.child is not None
+#: True in the primary: any process that is not a worker.
+is_primary: bool = not is_worker
+
+on = _runtime.emitter.on
+once = _runtime.emitter.once
+off = _runtime.emitter.off
+remove_listener = _runtime.emitter.remove_listener
+emit = _runtime.emitter.emit
+listeners = _runtime.emitter.listeners
+
+
+def _primary(operation: str) -> Primary:
+    if _runtime.primary is None:
+        assert _runtime.child is not None
+        raise NotPrimaryError(
+            f"{operation} can only be called in the primary; this is worker "
+            f"{_runtime.child.worker.id}"
+        )
+    return _runtime.primary
+
+
+def fork(env: Mapping[str, str] | None = None) -> Worker:
+    """Start a new worker running the primary's program (or ``settings["exec"]``).
+
+    ``env`` adds to (and overrides) the inherited environment. Primary only.
+    """
+    return _primary("fork()").fork(env)
+
+
+def setup_primary(**settings: Any) -> None:
+    """Change the settings for later forks (cumulative); emits ``"setup"``. Primary only.
+
+    Settings: exec, args, exec_argv, cwd, silent, stdio, uid, gid, serialization,
+    scheduling_policy (see docs/api.md).
+    """
+    _primary("setup_primary()").setup(settings)
+
+
+def setup_master(**settings: Any) -> None:
+    """Deprecated alias of ``setup_primary``."""
+    setup_primary(**settings)
+
+
+def disconnect(callback: Callable[[], object] | None = None) -> None:
+    """``disconnect()`` every worker; ``callback()`` runs once all are gone. Primary only."""
+    _primary("disconnect()").disconnect(callback)
+
+
+def wait(timeout: float | None = None) -> bool:
+    """Block until the primary has no workers left (True) or ``timeout`` seconds pass (False)."""
+    return _primary("wait()").wait(timeout)
+
+
+class _ClusterModule(types.ModuleType):
+    """Gives the module its live, read-only (or checked) attributes."""
+
+    @property
+    def workers(self) -> Mapping[int, Worker]:
+        """The primary's live workers by id (empty in a worker)."""
+        if _runtime.primary is None:
+            return types.MappingProxyType({})
+        return types.MappingProxyType(_runtime.primary.workers)
+
+    @property
+    def worker(self) -> Worker | None:
+        """In a worker, its own Worker; None in the primary."""
+        return None if _runtime.child is None else _runtime.child.worker
+
+    @property
+    def settings(self) -> Mapping[str, Any]:
+        """Read-only view of the current settings ({} until setup_primary() or fork())."""
+        if _runtime.primary is None:
+            return types.MappingProxyType({})
+        return types.MappingProxyType(dict(_runtime.primary.settings))
+
+    @property
+    def scheduling_policy(self) -> SchedulingPolicy:
+        """SCHED_RR (default), SCHED_NONE or SCHED_REUSEPORT; frozen at the first fork()."""
+        if _runtime.primary is None:
+            from ._settings import policy_from_env
+
+            return policy_from_env({})
+        return _runtime.primary.scheduling_policy
+
+    @scheduling_policy.setter
+    def scheduling_policy(self, value: object) -> None:
+        _primary("setting scheduling_policy").set_policy(value)
+
+    @property
+    def is_master(self) -> bool:
+        """Deprecated alias of ``is_primary``."""
+        warnings.warn(
+            "cluster.is_master is deprecated; use cluster.is_primary",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return is_primary
+
+
+sys.modules[__name__].__class__ = _ClusterModule
+
+if TYPE_CHECKING:  # the properties above, as module attributes for type checkers
+    workers: Mapping[int, Worker]
+    worker: Worker | None
+    settings: Mapping[str, Any]
+    scheduling_policy: SchedulingPolicy
+    is_master: bool

@@ -1,0 +1,183 @@
+"""One IPC channel's I/O: a Unix stream socket, SCM_RIGHTS, an ordered write queue.
+
+The channel moves frames (``_protocol``) and nothing else; what they mean is the runtime's
+business. The same class serves the primary (non-blocking socket, flushed by its loop) and the
+worker (blocking socket, flushed by the sending thread).
+"""
+
+from __future__ import annotations
+
+import array
+import os
+import socket
+import threading
+from collections import deque
+from collections.abc import Sequence
+
+from ._errors import ChannelClosedError, ProtocolError
+from ._protocol import (
+    DEFAULT_MAX_PAYLOAD,
+    EOF,
+    MAX_FDS,
+    NEED_DATA,
+    Frame,
+    FrameDecoder,
+    Kind,
+    RemoteProtocolError,
+    encode_frame,
+)
+
+RECV_SIZE = 256 * 1024
+#: Linux caps one sendmsg() at 253 descriptors (SCM_MAX_FD).
+_MAX_FDS_PER_SEND = 253
+_MAX_BUFFERS_PER_SEND = 512
+_ANCILLARY_SPACE = socket.CMSG_SPACE(_MAX_FDS_PER_SEND * array.array("i").itemsize)
+_RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+
+Handle = socket.socket | int
+
+
+class _Pending:
+    """A frame waiting to be written: its bytes, how far it got, and its (duplicated) fds."""
+
+    __slots__ = ("data", "fds")
+
+    def __init__(self, data: bytes, fds: list[int]) -> None:
+        self.data = memoryview(data)
+        self.fds = fds
+
+
+class Channel:
+    """Frames over one end of a socketpair."""
+
+    def __init__(self, sock: socket.socket, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.decoder = FrameDecoder(max_payload)
+        self._out: deque[_Pending] = deque()
+        self.lock = threading.Lock()
+        self.closed = False
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def queue(self, kind: Kind, payload: bytes, handles: Sequence[Handle] = ()) -> None:
+        """Append one frame to the write queue (duplicating ``handles``); any thread."""
+        if len(handles) > MAX_FDS:
+            raise ValueError(f"a message carries at most {MAX_FDS} handles, not {len(handles)}")
+        data = encode_frame(kind, payload, len(handles))
+        with self.lock:
+            if self.closed:
+                raise ChannelClosedError("the channel is closed")
+            fds = [os.dup(h if isinstance(h, int) else h.fileno()) for h in handles]
+            self._out.append(_Pending(data, fds))
+
+    @property
+    def has_pending(self) -> bool:
+        return bool(self._out)
+
+    def flush(self) -> bool:
+        """Write as much of the queue as the socket takes; True once it is empty.
+
+        On a blocking socket this returns only when everything is written. Raises ``OSError``
+        when the peer is gone.
+        """
+        with self.lock:
+            out = self._out
+            while out:
+                buffers: list[memoryview] = []
+                fds: list[int] = []
+                for pending in out:
+                    if len(buffers) == _MAX_BUFFERS_PER_SEND or (
+                        pending.fds and len(fds) + len(pending.fds) > _MAX_FDS_PER_SEND
+                    ):
+                        break
+                    buffers.append(pending.data)
+                    fds.extend(pending.fds)
+                ancillary = (
+                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+                )
+                try:
+                    sent = self.sock.sendmsg(buffers, ancillary)
+                except (BlockingIOError, InterruptedError):
+                    return False
+                if fds:
+                    # Descriptors travel with the first byte of a sendmsg(), so all of these were
+                    # delivered, some maybe before their frame's header: the receiver claims
+                    # them in order, so early is fine.
+                    for i in range(len(buffers)):
+                        for fd in out[i].fds:
+                            os.close(fd)
+                        out[i].fds = []
+                while sent:
+                    head = out[0]
+                    if sent >= len(head.data):
+                        sent -= len(head.data)
+                        out.popleft()
+                    else:
+                        head.data = head.data[sent:]
+                        sent = 0
+            return True
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def receive(self) -> bool:
+        """One recvmsg() into the decoder; False at end of stream. Raises ``BlockingIOError``."""
+        data, ancdata, flags, _ = self.sock.recvmsg(RECV_SIZE, _ANCILLARY_SPACE, _RECV_FLAGS)
+        fds: list[int] = []
+        for level, kind, cdata in ancdata:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                usable = len(cdata) - len(cdata) % array.array("i").itemsize
+                fds.extend(array.array("i", cdata[:usable]))
+        if flags & socket.MSG_CTRUNC:
+            for fd in fds:
+                os.close(fd)
+            raise RemoteProtocolError("the peer sent more descriptors than one message may carry")
+        self.decoder.receive_data(data, fds)
+        return bool(data)
+
+    def frames(self) -> list[Frame]:
+        """The complete frames decoded so far. Raises ``RemoteProtocolError``."""
+        frames: list[Frame] = []
+        while True:
+            event = self.decoder.next_event()
+            if event is NEED_DATA or event is EOF:
+                return frames
+            assert isinstance(event, Frame)
+            frames.append(event)
+
+    # -- closing ------------------------------------------------------------------------------
+
+    def shutdown(self) -> None:
+        """Stop both directions now (wakes a thread blocked reading); the socket stays open."""
+        try:
+            self.sock.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+    def close(self) -> None:
+        """Close the socket and every descriptor the channel still holds; idempotent."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            pending = list(self._out)
+            self._out.clear()
+        for item in pending:
+            for fd in item.fds:
+                os.close(fd)
+        for fd in self.decoder.take_unclaimed_fds():
+            os.close(fd)
+        self.sock.close()
+
+
+def handle_from_fds(fds: tuple[int, ...]) -> socket.socket | None:
+    """The socket object for a received handle (a message carries at most one)."""
+    if not fds:
+        return None
+    for extra in fds[1:]:
+        os.close(extra)
+    try:
+        return socket.socket(fileno=fds[0])
+    except OSError:
+        os.close(fds[0])
+        raise ProtocolError("bad message: the handle that came with it is not a socket") from None

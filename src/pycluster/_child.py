@@ -1,0 +1,240 @@
+"""The worker side: its channel to the primary, ``cluster.worker``, disconnect and exit.
+
+A reader thread owns the channel's receiving end and runs the worker's event handlers, one at a
+time; the program's main thread is left to the program. Writes are blocking and serialised by the
+channel's lock, so ``send`` from any thread keeps order.
+
+When the worker exits (Node's child.js): an unexpected end of the channel (the primary died or
+closed it) exits 0 at once. After a graceful disconnect the worker exits 0 as soon as its main
+thread has finished the program; if the disconnect did not come from the main thread itself (the
+primary asked, or another thread did), it exits 0 right after the channel has closed.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import socket
+import sys
+import threading
+from collections.abc import MutableMapping
+from typing import NoReturn
+
+from ._channel import Channel, handle_from_fds
+from ._errors import ChannelClosedError, ProtocolError
+from ._events import EventEmitter
+from ._loop import call_safely
+from ._messages import (
+    FROM_PRIMARY,
+    SERIALIZATIONS,
+    Serialization,
+    decode_command,
+    decode_user,
+    encode_command,
+    encode_user,
+)
+from ._protocol import Frame, Kind
+from ._signals import parse_signal
+from ._worker import Worker
+
+ENV_ID = "PYCLUSTER_WORKER_ID"
+ENV_FD = "PYCLUSTER_CHANNEL_FD"
+ENV_SERIALIZATION = "PYCLUSTER_SERIALIZATION"
+ENV_PRIMARY_PID = "PYCLUSTER_PRIMARY_PID"
+MARKERS = (ENV_ID, ENV_FD, ENV_SERIALIZATION, ENV_PRIMARY_PID)
+
+
+def worker_env(worker_id: int, fd: int, serialization: Serialization) -> dict[str, str]:
+    """The environment markers that make a child process worker ``worker_id``."""
+    return {
+        ENV_ID: str(worker_id),
+        ENV_FD: str(fd),
+        ENV_SERIALIZATION: serialization,
+        ENV_PRIMARY_PID: str(os.getpid()),
+    }
+
+
+class SelfWorker(Worker):
+    """``cluster.worker``: this worker, as it sees itself."""
+
+    def __init__(self, runtime: ChildRuntime, worker_id: int) -> None:
+        super().__init__(worker_id)
+        self._runtime = runtime
+        self.state = "online"
+
+    @property
+    def pid(self) -> int:
+        return os.getpid()
+
+    def send(self, message: object, handle: socket.socket | None = None) -> bool:
+        if handle is not None and not isinstance(handle, socket.socket):
+            raise TypeError(f"handle must be a socket.socket or None, not {handle!r}")
+        kind, payload = encode_user(message, self._runtime.serialization)
+        self._runtime.write(kind, payload, (handle,) if handle is not None else ())
+        return True
+
+    def kill(self, signal: str | int | signal.Signals = "SIGTERM") -> None:
+        """Disconnect, then exit 0 (Node: the signal is not used on the worker side)."""
+        parse_signal(signal)
+        self._runtime.disconnect(force_exit=True)
+        exit_process(0)
+
+    def disconnect(self) -> SelfWorker:
+        self._runtime.disconnect(
+            force_exit=threading.current_thread() is not threading.main_thread()
+        )
+        return self
+
+    def is_connected(self) -> bool:
+        return self._runtime.connected
+
+    def is_dead(self) -> bool:
+        return False
+
+
+def exit_process(code: int) -> NoReturn:
+    """End this worker now from any thread: flush output, run atexit handlers, exit."""
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        os._exit(code)
+
+
+def _set_parent_death_signal() -> None:
+    """Linux: SIGTERM this process when the primary dies (a backstop to the channel's EOF)."""
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+class ChildRuntime:
+    """This process's life as worker ``worker_id``."""
+
+    def __init__(self, emitter: EventEmitter, environ: MutableMapping[str, str]) -> None:
+        self.emitter = emitter
+        worker_id = environ.pop(ENV_ID)
+        fd = environ.pop(ENV_FD, "")
+        serialization = environ.pop(ENV_SERIALIZATION, "json")
+        primary_pid = environ.pop(ENV_PRIMARY_PID, "")
+        if not (worker_id.isdigit() and fd.isdigit() and primary_pid.isdigit()):
+            raise RuntimeError(
+                f"pycluster: bad worker environment ({ENV_ID}={worker_id!r}, {ENV_FD}={fd!r}, "
+                f"{ENV_PRIMARY_PID}={primary_pid!r}); was this process started by a primary?"
+            )
+        if serialization not in SERIALIZATIONS:
+            raise RuntimeError(f"pycluster: bad {ENV_SERIALIZATION}={serialization!r}")
+        self.serialization: Serialization = serialization
+        self.primary_pid = int(primary_pid)
+        os.set_inheritable(int(fd), False)
+        sock = socket.socket(fileno=int(fd))
+        sock.setblocking(True)
+        self.channel = Channel(sock)
+        self.worker = SelfWorker(self, int(worker_id))
+        self.connected = True
+        self._disconnecting = False
+        self._exit_when_closed = False
+        self._main_done = False
+        self._closed = threading.Event()
+        self._reader = threading.Thread(
+            target=self._read_loop, name="pycluster-channel", daemon=True
+        )
+
+    def start(self) -> None:
+        _set_parent_death_signal()
+        if os.getppid() != self.primary_pid:
+            exit_process(0)  # the primary died before we could watch it
+        self._reader.start()
+        self.write(*encode_command("online"))
+
+    # -- writing ------------------------------------------------------------------------------
+
+    def write(self, kind: Kind, payload: bytes, handles: tuple[socket.socket, ...] = ()) -> None:
+        self.channel.queue(kind, payload, handles)
+        try:
+            self.channel.flush()
+        except OSError as exc:
+            raise ChannelClosedError(f"the channel to the primary is closed ({exc})") from None
+
+    # -- reading ------------------------------------------------------------------------------
+
+    def _read_loop(self) -> None:
+        channel = self.channel
+        try:
+            while True:
+                more = channel.receive()
+                for frame in channel.frames():
+                    self._dispatch(frame)
+                if not more:
+                    break
+        except ProtocolError as exc:
+            if self.worker.listener_count("error"):
+                call_safely(self.worker.emit, "error", exc)
+            else:
+                print(
+                    f"pycluster: worker {self.worker.id}: bad message from the primary: {exc}",
+                    file=sys.stderr,
+                )
+        except OSError:
+            pass
+        self._on_closed()
+
+    def _dispatch(self, frame: Frame) -> None:
+        if frame.kind is Kind.COMMAND:
+            for fd in frame.fds:
+                os.close(fd)
+            command = decode_command(frame, FROM_PRIMARY)
+            if command.name == "disconnect":
+                self.disconnect(force_exit=True, announce=False)
+            return
+        try:
+            message = decode_user(frame, self.serialization)
+        except ProtocolError:
+            for fd in frame.fds:
+                os.close(fd)
+            raise
+        call_safely(self.worker.emit, "message", message, handle_from_fds(frame.fds))
+
+    # -- disconnect and exit ------------------------------------------------------------------
+
+    def disconnect(self, *, force_exit: bool, announce: bool = True) -> None:
+        """Leave gracefully: tell the primary (unless it asked), then close the channel."""
+        if not self.connected or self._disconnecting:
+            return
+        self._disconnecting = True
+        self._exit_when_closed = force_exit
+        self.worker.exited_after_disconnect = True
+        if announce:
+            try:
+                self.write(*encode_command("disconnecting"))
+            except ChannelClosedError:
+                pass
+        self.channel.shutdown()
+
+    def _on_closed(self) -> None:
+        self.connected = False
+        self.channel.close()
+        self.worker.state = "disconnected"
+        self.worker.exited_after_disconnect = bool(self.worker.exited_after_disconnect)
+        call_safely(self.worker.emit, "disconnect")
+        self._closed.set()
+        if not self._main_done and (not self._disconnecting or self._exit_when_closed):
+            exit_process(0)
+
+    def wait_closed(self) -> None:
+        """Called by the bootstrap once the program's main code has returned."""
+        self._main_done = True
+        self._closed.wait()

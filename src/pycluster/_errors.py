@@ -1,0 +1,32 @@
+"""The exception family: every error pycluster raises on its own account is a ClusterError.
+
+Misuse of an argument raises the built-in ``TypeError``/``ValueError`` instead (naming the argument
+and the bad value), as the standard library does.
+"""
+
+from __future__ import annotations
+
+
+class ClusterError(Exception):
+    """Base class of pycluster's own errors."""
+
+
+class NotPrimaryError(ClusterError):
+    """A primary-only operation (``fork``, ``setup_primary``, ...) was called in a worker."""
+
+
+class ChannelClosedError(ClusterError):
+    """The IPC channel to the other side is closed: nothing can be sent on it any more."""
+
+
+class ProtocolError(ClusterError):
+    """The other side of a channel sent bytes that are not a valid pycluster message."""
+
+
+class InvalidTransition(ClusterError):
+    """A worker's lifecycle was asked to make a move its current state does not allow."""
+
+    def __init__(self, state: str, event: str) -> None:
+        super().__init__(f"a worker in state {state!r} cannot take the event {event!r}")
+        self.state = state
+        self.event = event

@@ -1,0 +1,121 @@
+"""EventEmitter with Node's semantics.
+
+Handlers run in the order they were added, a handler added twice runs twice, ``once`` handlers are
+removed before they run, and ``emit("error", exc)`` with no listener raises ``exc``. The registry is
+guarded by a lock; handlers are called outside it, on the emitting thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from typing import Any, TypeVar, overload
+
+Handler = Callable[..., Any]
+H = TypeVar("H", bound=Handler)
+
+
+class _Once:
+    """Wraps a ``once`` handler so that ``off(event, original)`` still finds it."""
+
+    __slots__ = ("fired", "handler")
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.fired = False
+
+
+class EventEmitter:
+    """Node's EventEmitter: ``on``, ``once``, ``off``, ``emit``, ``listeners``."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, list[Handler | _Once]] = {}
+        self._lock = threading.Lock()
+
+    @overload
+    def on(self, event: str) -> Callable[[H], H]: ...
+    @overload
+    def on(self, event: str, handler: H) -> H: ...
+    def on(self, event: str, handler: H | None = None) -> H | Callable[[H], H]:
+        """Call ``handler`` on every ``event``; without a handler, works as a decorator."""
+        if handler is None:
+            return lambda h: self.on(event, h)
+        self._add(event, handler)
+        return handler
+
+    add_listener = on
+
+    @overload
+    def once(self, event: str) -> Callable[[H], H]: ...
+    @overload
+    def once(self, event: str, handler: H) -> H: ...
+    def once(self, event: str, handler: H | None = None) -> H | Callable[[H], H]:
+        """Call ``handler`` on the next ``event`` only."""
+        if handler is None:
+            return lambda h: self.once(event, h)
+        self._add(event, _Once(handler))
+        return handler
+
+    def off(self, event: str, handler: Handler) -> None:
+        """Remove the most recently added registration of ``handler`` for ``event``."""
+        with self._lock:
+            entries = self._handlers.get(event, [])
+            for i in range(len(entries) - 1, -1, -1):
+                entry = entries[i]
+                if entry is handler or (isinstance(entry, _Once) and entry.handler is handler):
+                    del entries[i]
+                    break
+
+    remove_listener = off
+
+    def remove_all_listeners(self, event: str | None = None) -> None:
+        with self._lock:
+            if event is None:
+                self._handlers.clear()
+            else:
+                self._handlers.pop(event, None)
+
+    def listeners(self, event: str) -> list[Handler]:
+        """The handlers registered for ``event``, in call order."""
+        with self._lock:
+            entries = list(self._handlers.get(event, ()))
+        return [e.handler if isinstance(e, _Once) else e for e in entries]
+
+    def listener_count(self, event: str) -> int:
+        with self._lock:
+            return len(self._handlers.get(event, ()))
+
+    def emit(self, event: str, *args: Any) -> bool:
+        """Call the handlers of ``event`` with ``args``; True if there were any."""
+        with self._lock:
+            entries = list(self._handlers.get(event, ()))
+            for entry in entries:
+                if isinstance(entry, _Once):
+                    self._handlers[event].remove(entry)
+        if not entries:
+            if event == "error":
+                exc = args[0] if args else None
+                raise (
+                    exc
+                    if isinstance(exc, BaseException)
+                    else RuntimeError(f"unhandled 'error' event: {exc!r}")
+                )
+            return False
+        for entry in entries:
+            if isinstance(entry, _Once):
+                if entry.fired:
+                    continue
+                entry.fired = True
+                entry.handler(*args)
+            else:
+                entry(*args)
+        return True
+
+    def _add(self, event: str, entry: Handler | _Once) -> None:
+        if not isinstance(event, str):
+            raise TypeError(f"event must be a str, not {event!r}")
+        target = entry.handler if isinstance(entry, _Once) else entry
+        if not callable(target):
+            raise TypeError(f"handler for {event!r} must be callable, not {target!r}")
+        with self._lock:
+            self._handlers.setdefault(event, []).append(entry)
