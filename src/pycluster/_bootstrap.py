@@ -49,7 +49,8 @@ def main() -> None:
     except SystemExit:
         raise
     except BaseException as exc:
-        sys.excepthook(type(exc), exc, _user_frames(exc.__traceback__))
+        trimmed = _user_frames(exc.__traceback__)
+        sys.excepthook(type(exc), exc.with_traceback(trimmed), trimmed)
         raise SystemExit(1) from None
     child.wait_closed()
 

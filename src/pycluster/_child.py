@@ -24,7 +24,7 @@ from typing import NoReturn
 from ._channel import Channel, handle_from_fds
 from ._errors import ChannelClosedError, ProtocolError
 from ._events import EventEmitter
-from ._loop import call_safely
+from ._loop import emit_safely
 from ._messages import (
     FROM_PRIMARY,
     SERIALIZATIONS,
@@ -182,7 +182,7 @@ class ChildRuntime:
                     break
         except ProtocolError as exc:
             if self.worker.listener_count("error"):
-                call_safely(self.worker.emit, "error", exc)
+                emit_safely(self.worker, "error", exc)
             else:
                 print(
                     f"pycluster: worker {self.worker.id}: bad message from the primary: {exc}",
@@ -206,7 +206,7 @@ class ChildRuntime:
             for fd in frame.fds:
                 os.close(fd)
             raise
-        call_safely(self.worker.emit, "message", message, handle_from_fds(frame.fds))
+        emit_safely(self.worker, "message", message, handle_from_fds(frame.fds))
 
     # -- disconnect and exit ------------------------------------------------------------------
 
@@ -229,7 +229,7 @@ class ChildRuntime:
         self.channel.close()
         self.worker.state = "disconnected"
         self.worker.exited_after_disconnect = bool(self.worker.exited_after_disconnect)
-        call_safely(self.worker.emit, "disconnect")
+        emit_safely(self.worker, "disconnect")
         self._closed.set()
         if not self._main_done and (not self._disconnecting or self._exit_when_closed):
             exit_process(0)

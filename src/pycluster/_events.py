@@ -86,7 +86,20 @@ class EventEmitter:
             return len(self._handlers.get(event, ()))
 
     def emit(self, event: str, *args: Any) -> bool:
-        """Call the handlers of ``event`` with ``args``; True if there were any."""
+        """Call the handlers of ``event`` with ``args``; True if there were any.
+
+        As in Node, an exception in a handler propagates and the later handlers do not run.
+        """
+        return self.emit_isolated(event, args, None)
+
+    def emit_isolated(
+        self,
+        event: str,
+        args: tuple[Any, ...],
+        on_exception: Callable[[str], None] | None,
+    ) -> bool:
+        """``emit``, except that with ``on_exception`` a failing handler is reported (called
+        while its exception is being handled) and the others still run."""
         with self._lock:
             entries = list(self._handlers.get(event, ()))
             for entry in entries:
@@ -106,9 +119,16 @@ class EventEmitter:
                 if entry.fired:
                     continue
                 entry.fired = True
-                entry.handler(*args)
+                handler = entry.handler
             else:
-                entry(*args)
+                handler = entry
+            if on_exception is None:
+                handler(*args)
+                continue
+            try:
+                handler(*args)
+            except Exception:
+                on_exception(f"a handler of {event!r}")
         return True
 
     def _add(self, event: str, entry: Handler | _Once) -> None:

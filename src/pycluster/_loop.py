@@ -17,6 +17,8 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any, TypeVar
 
+from ._events import EventEmitter
+
 T = TypeVar("T")
 Callback = Callable[[], None]
 
@@ -31,11 +33,19 @@ def report_exception(context: str) -> None:
 
 
 def call_safely(fn: Callable[..., object], *args: Any) -> None:
-    """Call an event handler (``emit``); an exception is printed, never propagated."""
+    """Call ``fn``; an exception is printed, never propagated."""
     try:
         fn(*args)
     except Exception:
-        report_exception(f"a handler of {args[0]!r}" if args else "a callback")
+        report_exception(getattr(fn, "__qualname__", repr(fn)))
+
+
+def emit_safely(emitter: EventEmitter, event: str, *args: Any) -> None:
+    """Emit on the runtime's behalf: each failing handler is printed and the rest still run."""
+    try:
+        emitter.emit_isolated(event, args, report_exception)
+    except Exception:
+        report_exception(f"the {event!r} event")
 
 
 class Loop:

@@ -26,7 +26,7 @@ from ._child import worker_env
 from ._errors import ChannelClosedError, ClusterError, ProtocolError
 from ._events import EventEmitter
 from ._lifecycle import transition
-from ._loop import Loop, call_safely
+from ._loop import Loop, call_safely, emit_safely
 from ._messages import (
     FROM_WORKER,
     Command,
@@ -189,7 +189,7 @@ class PrimaryWorker(Worker):
     def _protocol_error(self, exc: ProtocolError) -> None:
         """A bad frame: tell the program (``error``), then close this worker's channel only."""
         if self.listener_count("error"):
-            self._primary.call_handlers(self.emit, "error", exc)
+            emit_safely(self, "error", exc)
         else:
             print(
                 f"pycluster: worker {self.id} (pid {self.pid}) sent a bad message, closing its "
@@ -274,7 +274,7 @@ class Primary:
             self._settings_made = True
             view = types.MappingProxyType(dict(merged))
         self._start()
-        self.loop.call_soon(self.call_handlers, self.emitter.emit, "setup", view)
+        self.loop.call_soon(emit_safely, self.emitter, "setup", view)
 
     # -- fork ------------------------------------------------------------------------------
 
@@ -318,7 +318,7 @@ class Primary:
         parent.setblocking(False)
         worker = PrimaryWorker(self, worker_id, process, Channel(parent), serialization)
         self.workers[worker_id] = worker
-        self.loop.call_soon(self.call_handlers, self.emitter.emit, "fork", worker)
+        self.loop.call_soon(emit_safely, self.emitter, "fork", worker)
         self.loop.add_reader(parent.fileno(), worker._on_readable)
         self._watch_exit(worker, process)
         return worker
@@ -364,7 +364,7 @@ class Primary:
             return
         callbacks, self._on_empty = self._on_empty, []
         for callback in callbacks:
-            self.call_handlers(callback)
+            call_safely(callback)
         with self._idle:
             self._idle.notify_all()
 
@@ -410,10 +410,8 @@ class Primary:
 
     def emit_pair(self, worker: PrimaryWorker, event: str, *args: Any) -> None:
         """Emit on the worker, then on the cluster (with the worker first), as Node does."""
-        self.call_handlers(worker.emit, event, *args)
-        self.call_handlers(self.emitter.emit, event, worker, *args)
-
-    call_handlers = staticmethod(call_safely)
+        emit_safely(worker, event, *args)
+        emit_safely(self.emitter, event, worker, *args)
 
     # -- keeping the process alive ------------------------------------------------------------
 

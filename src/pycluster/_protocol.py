@@ -104,7 +104,7 @@ class FrameDecoder:
     @property
     def buffered(self) -> int:
         """Bytes received and not yet returned as part of a frame."""
-        return len(self._buf) - self._pos
+        return len(self._buf) - self._pos + (HEADER_SIZE if self._header is not None else 0)
 
     def receive_data(self, data: bytes, fds: Iterable[int] = ()) -> None:
         """Feed what was read; ``b""`` (with no descriptors) means end of stream."""
@@ -141,7 +141,7 @@ class FrameDecoder:
 
     def _next(self) -> Frame | _Marker:
         if self._header is None:
-            if self.buffered < HEADER_SIZE:
+            if len(self._buf) - self._pos < HEADER_SIZE:
                 return self._need_more()
             magic, version, kind, nfds, length = HEADER.unpack_from(self._buf, self._pos)
             if magic != MAGIC:
@@ -166,7 +166,7 @@ class FrameDecoder:
             self._pos += HEADER_SIZE
             self._header = (Kind(kind), nfds, length)
         kind_, nfds, length = self._header
-        if self.buffered < length:
+        if len(self._buf) - self._pos < length:
             return self._need_more()
         if len(self._fds) < nfds:
             raise RemoteProtocolError(

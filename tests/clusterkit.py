@@ -1,0 +1,189 @@
+"""Helpers for tests that run a real primary (a script in a temp dir) and its real workers.
+
+The script gets a prelude with ``out(*values)``, which prints one JSON line; both the primary and
+its workers write to the same stdout, a line per write, so the test reads one ordered record.
+Every wait has a deadline; nothing waits on a bare sleep.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import signal
+import subprocess
+import sys
+import textwrap
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+PRELUDE = """\
+import json, os, signal, socket, sys, threading, time
+import pycluster as cluster
+
+def out(*values):
+    sys.stdout.write(json.dumps(values) + "\\n")
+    sys.stdout.flush()
+
+"""
+
+
+def write_script(directory: Path, body: str, name: str = "app.py") -> Path:
+    path = directory / name
+    path.write_text(PRELUDE + textwrap.dedent(body))
+    return path
+
+
+def parse(lines: Iterable[str]) -> list[list[Any]]:
+    records = []
+    for line in lines:
+        line = line.strip()
+        if line.startswith("["):
+            records.append(json.loads(line))
+    return records
+
+
+@dataclass
+class Result:
+    returncode: int
+    stdout: str
+    stderr: str
+
+    @property
+    def records(self) -> list[list[Any]]:
+        return parse(self.stdout.splitlines())
+
+    def named(self, name: str) -> list[list[Any]]:
+        return [r for r in self.records if r and r[0] == name]
+
+
+def run_cluster(
+    directory: Path,
+    body: str,
+    *,
+    args: Sequence[str] = (),
+    python_args: Sequence[str] = (),
+    env: dict[str, str] | None = None,
+    timeout: float = 30,
+) -> Result:
+    """Run ``body`` as a primary script to its end; fail if it takes longer than ``timeout``."""
+    script = write_script(directory, body)
+    proc = subprocess.run(
+        [sys.executable, *python_args, str(script), *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **(env or {})},
+        cwd=directory,
+    )
+    return Result(proc.returncode, proc.stdout, proc.stderr)
+
+
+class LiveCluster:
+    """A primary running in the background, read line by line while the test acts on it."""
+
+    def __init__(self, directory: Path, body: str, *, new_session: bool = False) -> None:
+        script = write_script(directory, body)
+        self.proc = subprocess.Popen(
+            [sys.executable, str(script)],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=directory,
+            start_new_session=new_session,
+        )
+        self.records: list[list[Any]] = []
+        self._lines: queue.Queue[str | None] = queue.Queue()
+        self._stderr: list[str] = []
+        assert self.proc.stdout is not None
+        assert self.proc.stderr is not None
+        threading.Thread(target=self._pump, args=(self.proc.stdout,), daemon=True).start()
+        threading.Thread(
+            target=lambda: self._stderr.extend(self.proc.stderr or ()), daemon=True
+        ).start()
+
+    def _pump(self, stream: Iterable[str]) -> None:
+        for line in stream:
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_for(self, predicate: Callable[[list[Any]], bool], timeout: float = 20) -> list[Any]:
+        """The first record (seen or to come) for which ``predicate`` holds."""
+        for record in self.records:
+            if predicate(record):
+                return record
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise AssertionError(f"no matching record within {timeout}s: {self.records}")
+            try:
+                line = self._lines.get(timeout=remaining)
+            except queue.Empty:
+                continue
+            if line is None:
+                raise AssertionError(
+                    f"the primary ended first: {self.records}; stderr: {self.stderr}"
+                )
+            for record in parse([line]):
+                self.records.append(record)
+                if predicate(record):
+                    return record
+
+    def wait_for_count(self, name: str, count: int, timeout: float = 20) -> list[list[Any]]:
+        """The first ``count`` records named ``name``, waiting for them as needed."""
+        self.wait_for(lambda _: len(self.named(name)) >= count, timeout)
+        return self.named(name)[:count]
+
+    def named(self, name: str) -> list[list[Any]]:
+        return [r for r in self.records if r and r[0] == name]
+
+    def finish(self, timeout: float = 20) -> int:
+        code = self.proc.wait(timeout)
+        while True:
+            try:
+                line = self._lines.get(timeout=5)
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            self.records.extend(parse([line]))
+        return code
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self._stderr)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                self.proc.kill()
+        self.proc.wait(10)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    try:  # a zombie whose parent is gone counts as gone
+        with open(f"/proc/{pid}/stat") as f:
+            return f.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return True
+
+
+def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
+    """Poll ``predicate`` until it holds (True) or ``timeout`` passes (False)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
