@@ -69,11 +69,12 @@ def run_cluster(
     python_args: Sequence[str] = (),
     env: dict[str, str] | None = None,
     timeout: float = 30,
+    interpreter: str = sys.executable,
 ) -> Result:
     """Run ``body`` as a primary script to its end; fail if it takes longer than ``timeout``."""
     script = write_script(directory, body)
     proc = subprocess.run(
-        [sys.executable, *python_args, str(script), *args],
+        [interpreter, *python_args, str(script), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
@@ -177,6 +178,17 @@ def pid_alive(pid: int) -> bool:
             return f.read().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return True
+
+
+def usable_by_others(path: str) -> bool:
+    """Whether another user can reach and execute ``path`` (every directory on the way o+x)."""
+    real = os.path.realpath(path)
+    parts = real.split(os.sep)
+    for i in range(2, len(parts) + 1):
+        mode = os.stat(os.sep.join(parts[:i]) or os.sep).st_mode
+        if not mode & 0o001:
+            return False
+    return True
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:

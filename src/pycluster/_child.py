@@ -1,7 +1,8 @@
 """The worker side: its channel to the primary, ``cluster.worker``, disconnect and exit.
 
-A reader thread owns the channel's receiving end and runs the worker's event handlers, one at a
-time; the program's main thread is left to the program. Writes are blocking and serialised by the
+A reader thread owns the channel's receiving end and acts on the primary's commands; a dispatcher
+thread runs the worker's event handlers, one at a time, in order; the program's main thread is left
+to the program. Writes are blocking and serialised by the
 channel's lock, so ``send`` from any thread keeps order.
 
 When the worker exits (Node's child.js): an unexpected end of the channel (the primary died or
@@ -14,12 +15,13 @@ from __future__ import annotations
 
 import atexit
 import os
+import queue
 import signal
 import socket
 import sys
 import threading
 from collections.abc import MutableMapping
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from ._channel import Channel, handle_from_fds
 from ._errors import ChannelClosedError, ProtocolError
@@ -92,6 +94,11 @@ class SelfWorker(Worker):
     def is_dead(self) -> bool:
         return False
 
+    def _add(self, event: str, entry: Any) -> None:
+        super()._add(event, entry)
+        if event == "message":
+            self._runtime.open_gate()
+
 
 def exit_process(code: int) -> NoReturn:
     """End this worker now from any thread: flush output, run atexit handlers, exit."""
@@ -149,8 +156,13 @@ class ChildRuntime:
         self._exit_when_closed = False
         self._main_done = False
         self._closed = threading.Event()
+        self._events: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
+        self._gate = threading.Event()
         self._reader = threading.Thread(
             target=self._read_loop, name="pycluster-channel", daemon=True
+        )
+        self._dispatcher = threading.Thread(
+            target=self._dispatch_loop, name="pycluster-events", daemon=True
         )
 
     def start(self) -> None:
@@ -158,6 +170,7 @@ class ChildRuntime:
         if os.getppid() != self.primary_pid:
             exit_process(0)  # the primary died before we could watch it
         self._reader.start()
+        self._dispatcher.start()
         self.write(*encode_command("online"))
 
     # -- writing ------------------------------------------------------------------------------
@@ -172,27 +185,23 @@ class ChildRuntime:
     # -- reading ------------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
+        """Reader thread: commands act at once; events go to the dispatcher, in order."""
         channel = self.channel
         try:
             while True:
                 more = channel.receive()
                 for frame in channel.frames():
-                    self._dispatch(frame)
+                    self._on_frame(frame)
                 if not more:
                     break
         except ProtocolError as exc:
-            if self.worker.listener_count("error"):
-                emit_safely(self.worker, "error", exc)
-            else:
-                print(
-                    f"pycluster: worker {self.worker.id}: bad message from the primary: {exc}",
-                    file=sys.stderr,
-                )
+            self._events.put(("error", (exc,)))
         except OSError:
             pass
-        self._on_closed()
+        self._gate.set()  # nothing more will come: let what is queued through
+        self._events.put(("closed", ()))
 
-    def _dispatch(self, frame: Frame) -> None:
+    def _on_frame(self, frame: Frame) -> None:
         if frame.kind is Kind.COMMAND:
             for fd in frame.fds:
                 os.close(fd)
@@ -206,7 +215,36 @@ class ChildRuntime:
             for fd in frame.fds:
                 os.close(fd)
             raise
-        emit_safely(self.worker, "message", message, handle_from_fds(frame.fds))
+        self._events.put(("message", (message, handle_from_fds(frame.fds))))
+
+    def open_gate(self) -> None:
+        """Start delivering messages: the program now listens for them."""
+        self._gate.set()
+
+    def _dispatch_loop(self) -> None:
+        """Dispatcher thread: runs the worker's event handlers one at a time, in order.
+
+        Messages wait until the program has a ``message`` listener or its main code has
+        returned: the primary often answers ``online`` before the worker's script has got as
+        far as ``cluster.worker.on("message", ...)``, and Node delivers nothing before that.
+        """
+        while True:
+            event, args = self._events.get()
+            if event == "closed":
+                self._on_closed()
+                return
+            if event == "error":
+                if self.worker.listener_count("error"):
+                    emit_safely(self.worker, "error", *args)
+                else:
+                    print(
+                        f"pycluster: worker {self.worker.id}: bad message from the primary: "
+                        f"{args[0]}",
+                        file=sys.stderr,
+                    )
+                continue
+            self._gate.wait()
+            emit_safely(self.worker, event, *args)
 
     # -- disconnect and exit ------------------------------------------------------------------
 
@@ -237,4 +275,5 @@ class ChildRuntime:
     def wait_closed(self) -> None:
         """Called by the bootstrap once the program's main code has returned."""
         self._main_done = True
+        self._gate.set()
         self._closed.wait()

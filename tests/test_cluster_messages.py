@@ -1,0 +1,363 @@
+"""Real channels: messages both ways, order, size, serialization, handles, bad input."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from tests.clusterkit import run_cluster
+
+pytestmark = pytest.mark.timeout(90)
+
+
+def test_messages_both_ways(tmp_path: Path) -> None:
+    # test-cluster-message: worker -> primary reaches worker "message" and cluster "message".
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            w = cluster.fork()
+            w.on("message", lambda m, h: out("worker-event", m, h))
+            def on_message(worker, m, h):
+                out("cluster-event", worker.id, m, h)
+                if m == "hello":
+                    worker.send({"reply": "hi", "n": [1, 2.5, None, True]})
+                else:
+                    worker.disconnect()
+            cluster.on("message", on_message)
+        else:
+            cluster.worker.on("message", lambda m, h: cluster.worker.send({"echo": m}))
+            cluster.worker.send("hello")
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records == [
+        ["worker-event", "hello", None],
+        ["cluster-event", 1, "hello", None],
+        ["worker-event", {"echo": {"reply": "hi", "n": [1, 2.5, None, True]}}, None],
+        ["cluster-event", 1, {"echo": {"reply": "hi", "n": [1, 2.5, None, True]}}, None],
+    ]
+
+
+def test_ten_thousand_messages_keep_their_order(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        N = 10_000
+        if cluster.is_primary:
+            got = []
+            def on_message(w, m, h):
+                got.append(m)
+                if len(got) == N:
+                    out("primary-got", got == list(range(N)))
+                    for i in range(N):
+                        w.send(i)
+            cluster.on("message", on_message)
+            cluster.on("exit", lambda w, c, s: out("exit", c))
+            cluster.fork()
+        else:
+            got = []
+            def on_message(m, h):
+                got.append(m)
+                if len(got) == N:
+                    cluster.worker.send({"worker-got": got == list(range(N))})
+                    cluster.worker.disconnect()
+            cluster.worker.on("message", on_message)
+            for i in range(N):
+                cluster.worker.send(i)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records == [["primary-got", True], ["exit", 0]]
+
+
+def test_64_mib_message_round_trips_intact(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        import hashlib
+        SIZE = 64 * 1024 * 1024
+        if cluster.is_primary:
+            big = "x" * (SIZE - 100) + "".join(chr(65 + i % 26) for i in range(100))
+            digest = hashlib.sha256(big.encode()).hexdigest()
+            def on_message(w, m, h):
+                out("back", len(m), hashlib.sha256(m.encode()).hexdigest() == digest)
+                w.disconnect()
+            cluster.on("message", on_message)
+            cluster.on("online", lambda w: w.send(big))
+            cluster.fork()
+        else:
+            cluster.worker.on("message", lambda m, h: cluster.worker.send(m))
+        """,
+        timeout=80,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records == [["back", 64 * 1024 * 1024, True]]
+
+
+def test_pickle_serialization_round_trip(tmp_path: Path) -> None:
+    # test-cluster-advanced-serialization: values JSON cannot carry.
+    result = run_cluster(
+        tmp_path,
+        """
+        import collections
+        if cluster.is_primary:
+            cluster.setup_primary(serialization="pickle")
+            def on_message(w, m, h):
+                out("types", sorted(type(v).__name__ for v in m.values()),
+                    m["set"] == {1, 2}, m["bytes"] == b"\\x00\\xff", m["od"]["b"] == 2)
+                w.disconnect()
+            cluster.on("message", on_message)
+            cluster.on("online", lambda w: w.send({"set": {1, 2}, "bytes": b"\\x00\\xff",
+                                                   "od": collections.OrderedDict(b=2)}))
+            cluster.fork()
+        else:
+            cluster.worker.on("message", lambda m, h: cluster.worker.send(m))
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records == [["types", ["OrderedDict", "bytes", "set"], True, True, True]]
+
+
+def test_json_send_refuses_unencodable_values(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            def on_online(w):
+                try:
+                    w.send({1, 2})
+                except TypeError as exc:
+                    out("primary", str(exc))
+                try:
+                    w.send("x", handle="not a socket")
+                except TypeError as exc:
+                    out("primary", str(exc))
+                w.disconnect()
+            cluster.on("online", on_online)
+            cluster.on("message", lambda w, m, h: out("worker", m))
+            cluster.fork()
+        else:
+            try:
+                cluster.worker.send(object())
+            except TypeError as exc:
+                cluster.worker.send(str(exc))
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    messages = {r[0]: r[1] for r in result.records}
+    assert messages["worker"].startswith("message of type object is not JSON-serializable")
+    primary = [r[1] for r in result.records if r[0] == "primary"]
+    assert primary[0].startswith("message of type set is not JSON-serializable")
+    assert primary[1] == "handle must be a socket.socket or None, not 'not a socket'"
+
+
+def test_send_on_a_closed_channel_raises(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            def on_exit(w, code, sig):
+                try:
+                    w.send("late")
+                except cluster.ChannelClosedError as exc:
+                    out("closed", str(exc))
+            cluster.on("exit", on_exit)
+            cluster.on("online", lambda w: w.disconnect())
+            cluster.fork()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records == [["closed", "the channel is closed"]]
+
+
+def test_user_message_imitating_a_command_is_just_a_message(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            def on_message(w, m, h):
+                out("message", m, w.state, w.exited_after_disconnect)
+                if m == "done":
+                    w.disconnect()
+            cluster.on("message", on_message)
+            cluster.on("exit", lambda w, c, s: out("exit", c))
+            cluster.fork()
+        else:
+            cluster.worker.on("message", lambda m, h: out("worker-message", m))
+            cluster.worker.send({"cmd": "disconnecting"})
+            cluster.worker.send({"cmd": "online"})
+            cluster.worker.send("done")
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records == [
+        ["message", {"cmd": "disconnecting"}, "online", None],
+        ["message", {"cmd": "online"}, "online", None],
+        ["message", "done", "online", None],
+        ["exit", 0],
+    ]
+
+
+@pytest.mark.parametrize(
+    "garbage",
+    [
+        pytest.param("b'GET / HTTP/1.1\\\\r\\\\n\\\\r\\\\n'", id="http"),
+        pytest.param("bytes([0xC1, 1, 2, 0]) + (2**62).to_bytes(8, 'big')", id="huge-length"),
+        pytest.param(
+            "bytes([0xC1, 1, 1, 0]) + (5).to_bytes(8, 'big') + b'{bad}'", id="bad-command-json"
+        ),
+        pytest.param(
+            "bytes([0xC1, 1, 3, 0]) + (3).to_bytes(8, 'big') + b'abc'", id="pickle-on-json-channel"
+        ),
+        pytest.param(
+            "bytes([0xC1, 1, 1, 0]) + (15).to_bytes(8, 'big') + b'{\"cmd\":\"fork!\"}'",
+            id="unknown-command",
+        ),
+    ],
+)
+def test_malformed_frame_closes_only_that_channel(tmp_path: Path, garbage: str) -> None:
+    # test-cluster-invalid-message, and beyond: the other worker keeps working.
+    result = run_cluster(
+        tmp_path,
+        f"""
+        if cluster.is_primary:
+            errors = []
+            def on_online(w):
+                if w.id == 1:
+                    w.on("error", lambda exc: out("error", w.id, type(exc).__name__, str(exc)))
+                    w.send("write garbage")
+            cluster.on("online", on_online)
+            def on_exit(w, code, sig):
+                out("exit", w.id, code, sig)
+                if w.id == 1:
+                    cluster.workers[2].send("ping")
+            cluster.on("exit", on_exit)
+            def on_message(w, m, h):
+                out("message", w.id, m)
+                w.disconnect()
+            cluster.on("message", on_message)
+            cluster.fork()
+            cluster.fork()
+        else:
+            from pycluster import _runtime
+            def on_message(m, h):
+                if m == "write garbage":
+                    _runtime.child.channel.sock.sendall({garbage})
+                else:
+                    cluster.worker.send("pong")
+            cluster.worker.on("message", on_message)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    records = result.records
+    assert records[0][:3] == ["error", 1, "RemoteProtocolError"] or records[0][:3] == [
+        "error",
+        1,
+        "ProtocolError",
+    ]
+    assert records[1:] == [["exit", 1, 0, None], ["message", 2, "pong"], ["exit", 2, 0, None]]
+
+
+def test_malformed_frame_without_error_listener_is_reported_not_raised(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            cluster.on("exit", lambda w, c, s: out("exit", c, s))
+            cluster.fork()
+        else:
+            from pycluster import _runtime
+            _runtime.child.channel.sock.sendall(b"\\x00" * 12)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records == [["exit", 0, None]]
+    assert "worker 1 (pid" in result.stderr
+    assert "magic byte" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_send_listening_and_connected_sockets(tmp_path: Path) -> None:
+    # test-cluster-send-handle: a listening socket and a connected one cross the channel.
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            server = socket.create_server(("127.0.0.1", 0))
+            port = server.getsockname()[1]
+            a, b = socket.socketpair()
+            def on_online(w):
+                w.send({"kind": "listening", "port": port}, server)
+                w.send({"kind": "connected"}, b)
+                b.close()
+            def on_message(w, m, h):
+                if m == "accepting":
+                    with socket.create_connection(("127.0.0.1", port)) as c:
+                        out("client-got", c.recv(100).decode())
+                elif m == "connected-ok":
+                    out("pair-got", a.recv(100).decode())
+                    w.disconnect()
+            cluster.on("online", on_online)
+            cluster.on("message", on_message)
+            cluster.fork()
+        else:
+            def on_message(m, h):
+                out("handle", m["kind"], type(h).__name__, h.family.name, h.type.name)
+                if m["kind"] == "listening":
+                    def serve():
+                        conn, _ = h.accept()
+                        conn.sendall(b"from worker")
+                        conn.close()
+                    threading.Thread(target=serve).start()
+                    cluster.worker.send("accepting")
+                else:
+                    h.sendall(b"over the passed pair")
+                    h.close()
+                    cluster.worker.send("connected-ok")
+            cluster.worker.on("message", on_message)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    records = result.records
+    assert ["handle", "listening", "socket", "AF_INET", "SOCK_STREAM"] in records
+    assert ["handle", "connected", "socket", "AF_UNIX", "SOCK_STREAM"] in records
+    assert ["client-got", "from worker"] in records
+    assert ["pair-got", "over the passed pair"] in records
+
+
+def test_worker_sends_a_udp_socket_to_the_primary(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            def on_message(w, m, h):
+                out("got", m, h.type.name)
+                data, _ = h.recvfrom(100)
+                out("datagram", data.decode())
+                h.close()
+                w.disconnect()
+            cluster.on("message", on_message)
+            cluster.fork()
+        else:
+            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            udp.bind(("127.0.0.1", 0))
+            port = udp.getsockname()[1]
+            cluster.worker.send(port, udp)
+            udp.close()
+            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            sender.sendto(b"hello udp", ("127.0.0.1", port))
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records[0][2] == "SOCK_DGRAM"
+    assert result.records[1] == ["datagram", "hello udp"]
+
+
+def test_records_are_json(tmp_path: Path) -> None:
+    # The helper itself: a primary printing nothing gives no records and exits 0.
+    result = run_cluster(tmp_path, "out('only', 1)")
+    assert result.records == [["only", 1]]
+    assert json.loads(result.stdout) == ["only", 1]
