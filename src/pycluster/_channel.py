@@ -55,6 +55,8 @@ class Channel:
         self.fd = sock.fileno()
         self.decoder = FrameDecoder(max_payload)
         self._out: deque[_Pending] = deque()
+        self._recv_buffer = bytearray(RECV_SIZE)
+        self._recv_view = memoryview(self._recv_buffer)
         self.lock = threading.Lock()
         self.closed = False
 
@@ -122,7 +124,10 @@ class Channel:
 
     def receive(self) -> bool:
         """One recvmsg() into the decoder; False at end of stream. Raises ``BlockingIOError``."""
-        data, ancdata, flags, _ = self.sock.recvmsg(RECV_SIZE, _ANCILLARY_SPACE, _RECV_FLAGS)
+        # recvmsg_into a reused buffer: recvmsg() would mmap and unmap 256 KiB on every call.
+        size, ancdata, flags, _ = self.sock.recvmsg_into(
+            [self._recv_buffer], _ANCILLARY_SPACE, _RECV_FLAGS
+        )
         fds: list[int] = []
         for level, kind, cdata in ancdata:
             if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
@@ -132,8 +137,8 @@ class Channel:
             for fd in fds:
                 os.close(fd)
             raise RemoteProtocolError("the peer sent more descriptors than one message may carry")
-        self.decoder.receive_data(data, fds)
-        return bool(data)
+        self.decoder.receive_data(self._recv_view[:size], fds)
+        return size > 0
 
     def frames(self) -> list[Frame]:
         """The complete frames decoded so far. Raises ``RemoteProtocolError``."""

@@ -1,8 +1,9 @@
 """The worker side: its channel to the primary, ``cluster.worker``, disconnect and exit.
 
-A reader thread owns the channel's receiving end and acts on the primary's commands; a dispatcher
-thread runs the worker's event handlers, one at a time, in order; the program's main thread is left
-to the program. Writes are blocking and serialised by the
+A reader thread owns the channel's receiving end, acts on the primary's commands and runs the
+worker's event handlers, one at a time, in order (events that arrive before the program listens
+are held, then released by a short-lived thread); the program's main thread is left to the
+program. Writes are blocking and serialised by the
 channel's lock, so ``send`` from any thread keeps order.
 
 When the worker exits (Node's child.js): an unexpected end of the channel (the primary died or
@@ -15,11 +16,11 @@ from __future__ import annotations
 
 import atexit
 import os
-import queue
 import signal
 import socket
 import sys
 import threading
+from collections import deque
 from collections.abc import MutableMapping
 from typing import Any, NoReturn
 
@@ -156,13 +157,11 @@ class ChildRuntime:
         self._exit_when_closed = False
         self._main_done = False
         self._closed = threading.Event()
-        self._events: queue.SimpleQueue[tuple[str, tuple[Any, ...]]] = queue.SimpleQueue()
-        self._gate = threading.Event()
+        self._held: deque[tuple[str, tuple[Any, ...]]] | None = deque()
+        self._held_lock = threading.Lock()
+        self._gate_open = False
         self._reader = threading.Thread(
             target=self._read_loop, name="pycluster-channel", daemon=True
-        )
-        self._dispatcher = threading.Thread(
-            target=self._dispatch_loop, name="pycluster-events", daemon=True
         )
 
     def start(self) -> None:
@@ -170,7 +169,6 @@ class ChildRuntime:
         if os.getppid() != self.primary_pid:
             exit_process(0)  # the primary died before we could watch it
         self._reader.start()
-        self._dispatcher.start()
         self.write(*encode_command("online"))
 
     # -- writing ------------------------------------------------------------------------------
@@ -185,7 +183,7 @@ class ChildRuntime:
     # -- reading ------------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
-        """Reader thread: commands act at once; events go to the dispatcher, in order."""
+        """Reader thread: commands act at once; events are delivered in order (``_deliver``)."""
         channel = self.channel
         try:
             while True:
@@ -195,11 +193,11 @@ class ChildRuntime:
                 if not more:
                     break
         except ProtocolError as exc:
-            self._events.put(("error", (exc,)))
+            self._deliver("error", (exc,))
         except OSError:
             pass
-        self._gate.set()  # nothing more will come: let what is queued through
-        self._events.put(("closed", ()))
+        self._deliver("closed", ())
+        self.open_gate()  # nothing more will come: let what is held through
 
     def _on_frame(self, frame: Frame) -> None:
         if frame.kind is Kind.COMMAND:
@@ -215,35 +213,49 @@ class ChildRuntime:
             for fd in frame.fds:
                 os.close(fd)
             raise
-        self._events.put(("message", (message, handle_from_fds(frame.fds))))
+        self._deliver("message", (message, handle_from_fds(frame.fds)))
+
+    def _deliver(self, event: str, args: tuple[Any, ...]) -> None:
+        """Run ``event``'s handlers on the reader thread, or hold it while the gate is shut.
+
+        Events are held until the program has a ``message`` listener or its main code has
+        returned: the primary often answers ``online`` before the worker's script has got as far
+        as ``cluster.worker.on("message", ...)``, and Node delivers nothing before that either.
+        """
+        with self._held_lock:
+            if self._held is not None:
+                self._held.append((event, args))
+                return
+        self._handle(event, args)
 
     def open_gate(self) -> None:
-        """Start delivering messages: the program now listens for them."""
-        self._gate.set()
-
-    def _dispatch_loop(self) -> None:
-        """Dispatcher thread: runs the worker's event handlers one at a time, in order.
-
-        Messages wait until the program has a ``message`` listener or its main code has
-        returned: the primary often answers ``online`` before the worker's script has got as
-        far as ``cluster.worker.on("message", ...)``, and Node delivers nothing before that.
-        """
-        while True:
-            event, args = self._events.get()
-            if event == "closed":
-                self._on_closed()
+        """Deliver the held events (on a thread of their own), then deliver as they come."""
+        with self._held_lock:
+            if self._gate_open:
                 return
-            if event == "error":
-                if self.worker.listener_count("error"):
-                    emit_safely(self.worker, "error", *args)
-                else:
-                    print(
-                        f"pycluster: worker {self.worker.id}: bad message from the primary: "
-                        f"{args[0]}",
-                        file=sys.stderr,
-                    )
-                continue
-            self._gate.wait()
+            self._gate_open = True
+        threading.Thread(target=self._release_held, name="pycluster-events", daemon=True).start()
+
+    def _release_held(self) -> None:
+        held = self._held
+        assert held is not None
+        while True:
+            with self._held_lock:
+                if not held:
+                    self._held = None  # from now on the reader delivers directly
+                    return
+                event, args = held.popleft()
+            self._handle(event, args)
+
+    def _handle(self, event: str, args: tuple[Any, ...]) -> None:
+        if event == "closed":
+            self._on_closed()
+        elif event == "error" and not self.worker.listener_count("error"):
+            print(
+                f"pycluster: worker {self.worker.id}: bad message from the primary: {args[0]}",
+                file=sys.stderr,
+            )
+        else:
             emit_safely(self.worker, event, *args)
 
     # -- disconnect and exit ------------------------------------------------------------------
@@ -275,5 +287,5 @@ class ChildRuntime:
     def wait_closed(self) -> None:
         """Called by the bootstrap once the program's main code has returned."""
         self._main_done = True
-        self._gate.set()
+        self.open_gate()
         self._closed.wait()

@@ -106,7 +106,7 @@ class FrameDecoder:
         """Bytes received and not yet returned as part of a frame."""
         return len(self._buf) - self._pos + (HEADER_SIZE if self._header is not None else 0)
 
-    def receive_data(self, data: bytes, fds: Iterable[int] = ()) -> None:
+    def receive_data(self, data: bytes | bytearray | memoryview, fds: Iterable[int] = ()) -> None:
         """Feed what was read; ``b""`` (with no descriptors) means end of stream."""
         if self._eof:
             raise LocalProtocolError("receive_data called after end of stream")
