@@ -135,9 +135,8 @@ def test_json_send_refuses_unencodable_values(tmp_path: Path) -> None:
                     w.send("x", handle="not a socket")
                 except TypeError as exc:
                     out("primary", str(exc))
-                w.disconnect()
             cluster.on("online", on_online)
-            cluster.on("message", lambda w, m, h: out("worker", m))
+            cluster.on("message", lambda w, m, h: (out("worker", m), w.disconnect()))
             cluster.fork()
         else:
             try:
