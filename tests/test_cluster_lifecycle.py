@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -425,3 +426,82 @@ def test_uncaught_exception_in_primary_ends_it_and_its_workers(tmp_path: Path) -
         assert wait_until(lambda: not pid_alive(pid), timeout=5)
     finally:
         live.kill()
+
+
+def test_kill_and_disconnect_side_by_side(tmp_path: Path) -> None:
+    # test-cluster-kill-disconnect: one worker killed, one disconnected, in the same cluster.
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            def on_online(w):
+                if w.id == 1:
+                    w.kill()
+                else:
+                    w.disconnect()
+            cluster.on("online", on_online)
+            cluster.on("exit", lambda w, c, s: out("exit", w.id, c, s, w.exited_after_disconnect))
+            cluster.fork()
+            cluster.fork()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert sorted(result.records) == [
+        ["exit", 1, None, "SIGTERM", False],
+        ["exit", 2, 0, None, True],
+    ]
+
+
+def test_fork_and_send_from_many_threads(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        N = 200
+        if cluster.is_primary:
+            got = {}
+            def on_message(w, m, h):
+                got.setdefault(w.id, []).append(m)
+                if len(got[w.id]) == N:
+                    out("in-order", w.id, got[w.id] == list(range(N)))
+                    w.disconnect()
+            cluster.on("message", on_message)
+            def start():
+                w = cluster.fork()
+                for i in range(N):
+                    w.send(i)
+            threads = [threading.Thread(target=start) for _ in range(4)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            out("ids", sorted(cluster.workers))
+        else:
+            cluster.worker.on("message", lambda m, h: cluster.worker.send(m))
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.named("ids") == [["ids", [1, 2, 3, 4]]]
+    assert sorted(r[1:] for r in result.named("in-order")) == [[i, True] for i in (1, 2, 3, 4)]
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc/self/fd"), reason="needs /proc")
+def test_no_descriptor_of_the_primary_leaks_into_a_worker(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            keep = [socket.socket() for _ in range(5)]  # the primary's own descriptors
+            cluster.on("message", lambda w, m, h: (out("fds", m), w.disconnect()))
+            cluster.fork()
+            cluster.fork()
+        else:
+            from pycluster import _runtime
+            fds = sorted(int(n) for n in os.listdir("/proc/self/fd"))
+            channel = _runtime.child.channel.fd
+            cluster.worker.send([fd for fd in fds if fd > 2 and fd != channel])
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    # Only what the worker itself opened remains: listdir's own directory handle.
+    for record in result.named("fds"):
+        assert len(record[1]) <= 1, record
