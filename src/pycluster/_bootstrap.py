@@ -17,6 +17,8 @@ import sys
 from collections.abc import Sequence
 from types import TracebackType
 
+#: Set to 1 in a worker's environment (``fork(env=...)``) to keep all its sockets its own.
+NO_SHARING_ENV = "PYCLUSTER_NO_SHARING"
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _BOOT = (
     "import sys; sys.path.insert(0, {path!r}); import pycluster._bootstrap as b; "
@@ -39,7 +41,7 @@ def main() -> None:
     # Ctrl-C reaches every process of the terminal: end quietly, like Node, not with a traceback.
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
-    child.start()
+    child.start(share_ports=os.environ.get(NO_SHARING_ENV, "") in ("", "0"))
     argv = sys.argv[1:]
     try:
         if argv[0] == "-m":

@@ -15,6 +15,7 @@ primary asked, or another thread did), it exits 0 right after the channel has cl
 from __future__ import annotations
 
 import atexit
+import itertools
 import os
 import signal
 import socket
@@ -22,7 +23,7 @@ import sys
 import threading
 from collections import deque
 from collections.abc import MutableMapping
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._channel import Channel, handle_from_fds
 from ._errors import ChannelClosedError, ProtocolError
@@ -40,6 +41,9 @@ from ._messages import (
 from ._protocol import Frame, Kind
 from ._signals import parse_signal
 from ._worker import Worker
+
+if TYPE_CHECKING:
+    from .sharing._intercept import Sharing
 
 ENV_ID = "PYCLUSTER_WORKER_ID"
 ENV_FD = "PYCLUSTER_CHANNEL_FD"
@@ -78,10 +82,9 @@ class SelfWorker(Worker):
         return True
 
     def kill(self, signal: str | int | signal.Signals = "SIGTERM") -> None:
-        """Disconnect, then exit 0 (Node: the signal is not used on the worker side)."""
+        """Tell the primary, close the channel, exit 0 (Node: no signal on the worker side)."""
         parse_signal(signal)
-        self._runtime.disconnect(force_exit=True)
-        exit_process(0)
+        self._runtime.kill()
 
     def disconnect(self) -> SelfWorker:
         self._runtime.disconnect(
@@ -152,11 +155,17 @@ class ChildRuntime:
         sock.setblocking(True)
         self.channel = Channel(sock)
         self.worker = SelfWorker(self, int(worker_id))
+        self.sharing: Sharing | None = None
         self.connected = True
         self._disconnecting = False
         self._exit_when_closed = False
         self._main_done = False
         self._closed = threading.Event()
+        self._eof = False
+        self._deferred: deque[Frame] = deque()
+        self._seq = itertools.count(1)
+        self._replies: dict[int, tuple[dict[str, Any], tuple[int, ...]]] = {}
+        self._replies_changed = threading.Condition()
         self._held: deque[tuple[str, tuple[Any, ...]]] | None = deque()
         self._held_lock = threading.Lock()
         self._gate_open = False
@@ -164,14 +173,18 @@ class ChildRuntime:
             target=self._read_loop, name="pycluster-channel", daemon=True
         )
 
-    def start(self) -> None:
+    def start(self, *, share_ports: bool = True) -> None:
         _set_parent_death_signal()
         if os.getppid() != self.primary_pid:
             exit_process(0)  # the primary died before we could watch it
+        if share_ports:
+            from .sharing import _intercept
+
+            self.sharing = _intercept.install(self)
         self._reader.start()
         self.write(*encode_command("online"))
 
-    # -- writing ------------------------------------------------------------------------------
+    # -- writing and asking -------------------------------------------------------------------
 
     def write(self, kind: Kind, payload: bytes, handles: tuple[socket.socket, ...] = ()) -> None:
         self.channel.queue(kind, payload, handles)
@@ -180,18 +193,42 @@ class ChildRuntime:
         except OSError as exc:
             raise ChannelClosedError(f"the channel to the primary is closed ({exc})") from None
 
+    def query(self, op: str, **args: Any) -> tuple[dict[str, Any], list[int]]:
+        """Ask the primary and wait for its answer (and the descriptors that came with it)."""
+        seq = next(self._seq)
+        self.write(*encode_command("query", seq=seq, op=op, **args))
+        if threading.current_thread() is self._reader:
+            # Asked from an event handler: read on until the answer, holding other frames.
+            while seq not in self._replies and not self._eof:
+                self._receive(nested=True)
+        else:
+            with self._replies_changed:
+                while seq not in self._replies and self.connected:
+                    self._replies_changed.wait()
+        with self._replies_changed:
+            answer = self._replies.pop(seq, None)
+        if answer is None:
+            raise ChannelClosedError("the channel to the primary closed before it answered")
+        reply, fds = answer
+        return reply, list(fds)
+
+    def notify(self, op: str, **args: Any) -> None:
+        """A query that needs no answer (seq 0); quiet if the channel is closed."""
+        self._tell("query", seq=0, op=op, **args)
+
+    def _tell(self, command: str, **args: Any) -> None:
+        try:
+            self.write(*encode_command(command, **args))
+        except ChannelClosedError:
+            pass
+
     # -- reading ------------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
         """Reader thread: commands act at once; events are delivered in order (``_deliver``)."""
-        channel = self.channel
         try:
-            while True:
-                more = channel.receive()
-                for frame in channel.frames():
-                    self._on_frame(frame)
-                if not more:
-                    break
+            while not self._eof:
+                self._receive(nested=False)
         except ProtocolError as exc:
             self._deliver("error", (exc,))
         except OSError:
@@ -199,11 +236,41 @@ class ChildRuntime:
         self._deliver("closed", ())
         self.open_gate()  # nothing more will come: let what is held through
 
+    def _receive(self, *, nested: bool) -> None:
+        """One read. Nested (inside a handler that waits for an answer), only answers are taken;
+        other frames wait their turn."""
+        if not self.channel.receive():
+            self._eof = True
+        frames = self.channel.frames()
+        if nested:
+            for frame in frames:
+                if not self._take_reply(frame):
+                    self._deferred.append(frame)
+            return
+        self._deferred.extend(frames)
+        while self._deferred:
+            self._on_frame(self._deferred.popleft())
+
+    def _take_reply(self, frame: Frame) -> bool:
+        if frame.kind is not Kind.COMMAND:
+            return False
+        command = decode_command(frame, FROM_PRIMARY)
+        if command.name != "reply":
+            return False  # decoded again when its turn comes
+        seq = command.args.get("seq")
+        with self._replies_changed:
+            self._replies[seq] = (command.args, frame.fds)  # type: ignore[index]
+            self._replies_changed.notify_all()
+        return True
+
     def _on_frame(self, frame: Frame) -> None:
         if frame.kind is Kind.COMMAND:
+            command = decode_command(frame, FROM_PRIMARY)
+            if command.name == "reply":
+                self._take_reply(frame)
+                return
             for fd in frame.fds:
                 os.close(fd)
-            command = decode_command(frame, FROM_PRIMARY)
             if command.name == "disconnect":
                 self.disconnect(force_exit=True, announce=False)
             return
@@ -261,21 +328,38 @@ class ChildRuntime:
     # -- disconnect and exit ------------------------------------------------------------------
 
     def disconnect(self, *, force_exit: bool, announce: bool = True) -> None:
-        """Leave gracefully: tell the primary (unless it asked), then close the channel."""
+        """Leave gracefully: stop taking connections, let the open ones finish, close the channel.
+
+        The waiting happens on a thread of its own, so this returns at once.
+        """
         if not self.connected or self._disconnecting:
             return
         self._disconnecting = True
         self._exit_when_closed = force_exit
         self.worker.exited_after_disconnect = True
         if announce:
-            try:
-                self.write(*encode_command("disconnecting"))
-            except ChannelClosedError:
-                pass
+            self._tell("disconnecting")
+        if self.sharing is not None:
+            self.sharing.stop_all()
+        threading.Thread(target=self._finish_disconnect, name="pycluster-disconnect").start()
+
+    def kill(self) -> NoReturn:
+        if self.connected:
+            self._disconnecting = True
+            self.worker.exited_after_disconnect = True
+            self._tell("disconnecting")
+            self.channel.shutdown()
+        exit_process(0)
+
+    def _finish_disconnect(self) -> None:
+        if self.sharing is not None:
+            self.sharing.wait_connections_closed()
         self.channel.shutdown()
 
     def _on_closed(self) -> None:
         self.connected = False
+        with self._replies_changed:
+            self._replies_changed.notify_all()
         self.channel.close()
         self.worker.state = "disconnected"
         self.worker.exited_after_disconnect = bool(self.worker.exited_after_disconnect)

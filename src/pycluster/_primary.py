@@ -45,6 +45,8 @@ from ._settings import (
 )
 from ._signals import exit_status, parse_signal
 from ._worker import Worker
+from .sharing._keys import Address
+from .sharing._registry import Registry
 
 _STDIO = {"pipe": subprocess.PIPE, "inherit": None, "ignore": subprocess.DEVNULL}
 
@@ -99,6 +101,7 @@ class PrimaryWorker(Worker):
                 self._queue(*encode_command("disconnect"))
             except ChannelClosedError:
                 pass
+            self._loop.call_soon(self._primary.registry.stop, self.id)
         return self
 
     def is_connected(self) -> bool:
@@ -179,12 +182,20 @@ class PrimaryWorker(Worker):
         handle = handle_from_fds(frame.fds)
         self._primary.emit_pair(self, "message", message, handle)
 
+    def _on_listening(self, address: Address) -> None:
+        if self.state in ("online", "listening"):
+            self.state = transition(self.state, "listening")
+        self._primary.emit_pair(self, "listening", address)
+
     def _on_command(self, command: Command) -> None:
         if command.name == "online":
             self.state = transition(self.state, "online")
             self._primary.emit_pair(self, "online")
         elif command.name == "disconnecting":
             self.exited_after_disconnect = True
+            self._primary.registry.stop(self.id)
+        elif command.name == "query":
+            self._primary.on_query(self, command.args)
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         """A bad frame: tell the program (``error``), then close this worker's channel only."""
@@ -221,6 +232,7 @@ class PrimaryWorker(Worker):
         self.state = transition(self.state, "exit")
         self.exited_after_disconnect = bool(self.exited_after_disconnect)
         code, signame = exit_status(returncode)
+        self._primary.registry.release_all(self.id)
         self._primary.remove(self)
         self._primary.emit_pair(self, "exit", code, signame)
         self._primary.check_idle()
@@ -241,6 +253,7 @@ class Primary:
     def __init__(self, emitter: EventEmitter) -> None:
         self.emitter = emitter
         self.loop = Loop()
+        self.registry = Registry(self.loop, lambda: self.scheduling_policy)
         self.workers: dict[int, PrimaryWorker] = {}
         self.settings: dict[str, Any] = {}
         self._settings_made = False
@@ -353,6 +366,28 @@ class Primary:
             self.loop.call_soon(worker._on_exit)
 
         threading.Thread(target=wait, name=f"pycluster-wait-{worker.id}", daemon=True).start()
+
+    # -- port sharing ------------------------------------------------------------------------
+
+    def on_query(self, worker: PrimaryWorker, args: dict[str, Any]) -> None:
+        """Answer a worker's bind/listen/close (``sharing``); seq 0 wants no answer."""
+        seq, op = args.get("seq"), args.get("op")
+        if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(op, str):
+            raise ProtocolError(f"bad query: seq {seq!r:.20}, op {op!r:.20}")
+        try:
+            reply, sockets = self.registry.query(worker.id, op, args, worker._on_listening)
+        except ValueError as exc:
+            raise ProtocolError(f"bad query: {exc}") from None
+        try:
+            if seq:
+                worker._queue(*encode_command("reply", seq=seq, **reply), tuple(sockets))
+        except ChannelClosedError:
+            pass
+        finally:
+            owned = {id(handle.sock) for handle in self.registry.handles}
+            for sock in sockets:
+                if id(sock) not in owned:
+                    sock.close()
 
     # -- the workers map, idleness, disconnect ----------------------------------------------
 

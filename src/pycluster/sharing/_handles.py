@@ -1,0 +1,77 @@
+"""The primary's shared handles: one per listen key, the policies' common shape.
+
+A handle owns the primary's socket for a key and knows which workers hold it. ``bind`` answers a
+worker's bind (with a descriptor to adopt, or a port to bind itself), ``listen`` its listen;
+``stop`` takes a disconnecting worker out of rotation at once, ``release`` forgets it (closed its
+server, or exited). The registry closes a handle when its last holder is gone.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable
+from typing import Any
+
+from ._keys import Address, ListenKey
+
+Reply = tuple[dict[str, Any], list[socket.socket]]
+
+
+def open_socket(key: ListenKey, *, reuseport: bool = False) -> socket.socket:
+    """Create and bind the primary's socket for ``key`` (``OSError`` as ``bind`` raises it)."""
+    sock = socket.socket(key.family, key.type)
+    try:
+        if key.family != socket.AF_UNIX and key.type == socket.SOCK_STREAM:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if key.family == socket.AF_INET6 and key.v6only is not None:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, key.v6only)
+        if reuseport:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        sock.bind(key.sockaddr())
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Handle:
+    """A shared key; subclasses are the policies."""
+
+    mode = ""
+
+    def __init__(self, handle_id: int, key: ListenKey, sock: socket.socket) -> None:
+        self.id = handle_id
+        self.key = key
+        self.sock = sock
+        self.holders: set[int] = set()
+        name = sock.getsockname()
+        self.port = -1 if key.family == socket.AF_UNIX else int(name[1])
+        self.sockname: Any = name
+        self.address: Address = key.address(self.port)
+        self.on_empty: Callable[[Handle], None] | None = None
+
+    def bind_reply(self) -> dict[str, Any]:
+        return {
+            "ok": True,
+            "id": self.id,
+            "mode": self.mode,
+            "port": self.port,
+            "sockname": list(self.sockname) if isinstance(self.sockname, tuple) else self.sockname,
+            "address": list(self.address),
+        }
+
+    def bind(self, worker_id: int) -> Reply:
+        self.holders.add(worker_id)
+        return self.bind_reply(), []
+
+    def listen(self, worker_id: int, backlog: int) -> Reply:
+        raise NotImplementedError
+
+    def stop(self, worker_id: int) -> None:
+        """The worker is disconnecting: hand it nothing new."""
+
+    def release(self, worker_id: int) -> None:
+        self.holders.discard(worker_id)
+
+    def close(self) -> None:
+        self.sock.close()

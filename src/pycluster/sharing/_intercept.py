@@ -1,0 +1,365 @@
+"""The worker's side of port sharing: unchanged server code's sockets, shared through the primary.
+
+``install()`` replaces a few methods of ``socket.socket`` in a worker process:
+
+- ``bind`` of a TCP, UDP or Unix-path socket asks the primary instead of binding: under
+  SCHED_NONE (and for UDP) the socket becomes the primary's shared socket, under SCHED_REUSEPORT it
+  binds itself with SO_REUSEPORT on the port the primary chose, under SCHED_RR it stays unbound
+  until ``listen``. A bind error comes back as the usual ``OSError`` with its errno.
+- ``listen`` tells the primary (which emits ``listening``); under SCHED_RR the socket becomes the
+  worker's end of a handoff channel.
+- ``accept`` takes a handed-off connection under SCHED_RR (and answers the primary), sets
+  TCP_NODELAY, and tracks connections so that a disconnect can wait for them.
+- ``getsockname`` answers the shared address for a SCHED_RR socket; ``connect`` undoes the
+  sharing of a socket that was bound only to pick a source address; ``close`` tells the primary.
+
+"Becomes" means ``dup2`` onto the socket's own descriptor: the program's socket object, and the
+descriptor number its event loop watches, stay the same. Servers that create and bind sockets in
+C (uvloop, granian) are not seen: they use ``pycluster.listen`` (see docs/sharing.md).
+"""
+
+from __future__ import annotations
+
+import array
+import errno
+import gc
+import os
+import selectors
+import socket
+import threading
+import time
+import weakref
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ._keys import Address, ListenKey, key_for
+
+if TYPE_CHECKING:
+    from .._child import ChildRuntime
+
+_INT_SIZE = array.array("i").itemsize
+_ANCILLARY_SPACE = socket.CMSG_SPACE(_INT_SIZE)
+
+
+@dataclass
+class Shared:
+    """What the worker knows of one of its shared sockets."""
+
+    id: int
+    mode: str  # "shared", "reuseport" or "rr"
+    key: ListenKey
+    address: Address
+    sockname: Any
+    requested: Any  # the argument the program gave to bind()
+    listening: bool = False
+    stopped: bool = False
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class Sharing:
+    """The patched methods' state in this worker."""
+
+    def __init__(self, runtime: ChildRuntime) -> None:
+        self.runtime = runtime
+        self.sockets: weakref.WeakKeyDictionary[socket.socket, Shared] = weakref.WeakKeyDictionary()
+        self.exclusive: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self.connections: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self.port0_counts: dict[tuple[int, int, str], int] = {}
+        self.lock = threading.Lock()
+        self.stopping = False
+
+    # -- bind and listen ----------------------------------------------------------------------
+
+    def bind(self, sock: socket.socket, address: Any) -> None:
+        if sock in self.exclusive or self.stopping or not self.runtime.connected:
+            _original["bind"](sock, address)
+            return
+        if sock in self.sockets:
+            raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
+        with self.lock:
+            key = key_for(sock, address, self.port0_counts)
+        if key is None:
+            _original["bind"](sock, address)
+            return
+        reply, fds = self.runtime.query("bind", key=key.to_json())
+        if not reply.get("ok"):
+            _close_all(fds)
+            raise _os_error(reply, address)
+        sockname = reply["sockname"]
+        info = Shared(
+            id=reply["id"],
+            mode=reply["mode"],
+            key=key,
+            address=Address(*reply["address"]),
+            sockname=tuple(sockname) if isinstance(sockname, list) else sockname,
+            requested=address,
+        )
+        try:
+            if info.mode == "shared":
+                if len(fds) != 1:
+                    raise OSError(errno.EPROTO, "the primary sent no socket to share")
+                _adopt(sock, fds[0])
+            elif info.mode == "reuseport":
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+                _original["bind"](sock, key.sockaddr(reply["port"]))
+            else:
+                _close_all(fds)
+        except BaseException:
+            self.runtime.notify("close", id=info.id)
+            raise
+        self.sockets[sock] = info
+
+    def listen(self, sock: socket.socket, args: tuple[Any, ...]) -> None:
+        info = self.sockets.get(sock)
+        if info is None or info.stopped:
+            _original["listen"](sock, *args)
+            return
+        backlog = args[0] if args else min(socket.SOMAXCONN, 128)
+        if info.mode != "rr":
+            _original["listen"](sock, *args)
+        if info.listening:
+            return
+        reply, fds = self.runtime.query("listen", id=info.id, backlog=int(backlog))
+        if not reply.get("ok"):
+            _close_all(fds)
+            raise _os_error(reply, info.requested)
+        if info.mode == "rr":
+            if len(fds) != 1:
+                raise OSError(errno.EPROTO, "the primary sent no handoff socket")
+            _adopt(sock, fds[0])
+        else:
+            _close_all(fds)
+        info.listening = True
+
+    # -- accept -------------------------------------------------------------------------------
+
+    def accept(self, sock: socket.socket) -> tuple[socket.socket, Any]:
+        info = self.sockets.get(sock)
+        if info is None:
+            return _original["accept"](sock)  # type: ignore[no-any-return]
+        if info.stopped:
+            return _accept_nothing(sock)
+        if info.mode == "rr":
+            conn = self._take(sock, info)
+            address = conn.getpeername() if conn.family != socket.AF_UNIX else ""
+        else:
+            conn, address = _original["accept"](sock)
+        if conn.family != socket.AF_UNIX:
+            try:
+                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            except OSError:
+                pass
+        self.connections.add(conn)
+        return conn, address
+
+    def _take(self, sock: socket.socket, info: Shared) -> socket.socket:
+        """One handed-off connection from the primary, answered as taken."""
+        with info.lock:  # one taker at a time keeps the answers in step with the takes
+            data, ancillary, _, _ = sock.recvmsg(1, _ANCILLARY_SPACE)
+            fds = [
+                fd
+                for level, kind, cdata in ancillary
+                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+                for fd in _ints(cdata)
+            ]
+            if not data or len(fds) != 1:
+                _close_all(fds)
+                self._stop_one(sock, info)
+                raise ConnectionAbortedError(errno.ECONNABORTED, "the primary closed this server")
+            try:
+                os.write(sock.fileno(), b"a")
+            except OSError:
+                pass  # the primary is gone; the connection is ours anyway
+        conn = socket.socket(sock.family, sock.type, sock.proto, fileno=fds[0])
+        if socket.getdefaulttimeout() is None and sock.gettimeout():
+            conn.setblocking(True)
+        else:
+            conn.settimeout(socket.getdefaulttimeout())
+        return conn
+
+    # -- names, connect, close ------------------------------------------------------------------
+
+    def getsockname(self, sock: socket.socket) -> Any:
+        info = self.sockets.get(sock)
+        if info is not None and info.mode == "rr" and not info.stopped:
+            return info.sockname
+        return _original["getsockname"](sock)
+
+    def before_connect(self, sock: socket.socket) -> None:
+        """A socket bound only to choose its source address: make the bind real, unshared."""
+        info = self.sockets.get(sock)
+        if info is None or info.listening:
+            return
+        del self.sockets[sock]
+        self.runtime.notify("close", id=info.id)
+        fresh = socket.socket(sock.family, sock.type, sock.proto)
+        self.exclusive.add(fresh)
+        try:
+            fresh.bind(info.requested)
+            _adopt(sock, fresh.detach())
+        finally:
+            fresh.close()
+
+    def closing(self, sock: socket.socket) -> None:
+        info = self.sockets.pop(sock, None)
+        if info is not None and not info.stopped and self.runtime.connected:
+            self.runtime.notify("close", id=info.id)
+
+    # -- disconnect -----------------------------------------------------------------------------
+
+    def stop_all(self) -> None:
+        """Stop taking new connections on every shared socket; other workers are not disturbed."""
+        self.stopping = True
+        for sock, info in list(self.sockets.items()):
+            self._stop_one(sock, info)
+
+    def _stop_one(self, sock: socket.socket, info: Shared) -> None:
+        if info.stopped or sock.fileno() < 0:
+            return
+        info.stopped = True
+        # A Unix datagram socket nobody can reach: never readable, so the program's event loop
+        # stops calling accept(); accept() itself now finds nothing (see _accept_nothing).
+        dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        _adopt(sock, dead.detach(), keep_epoll=True)
+
+    def wait_connections_closed(self, poll: float = 0.02) -> None:
+        """Block until every connection accepted through a shared socket is closed."""
+        while any(conn.fileno() >= 0 for conn in list(self.connections)):
+            time.sleep(poll)
+
+
+def _accept_nothing(sock: socket.socket) -> tuple[socket.socket, Any]:
+    """accept() on a stopped server: as if no client ever comes again."""
+    timeout = sock.gettimeout()
+    if timeout == 0:
+        raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+    if timeout is None:
+        threading.Event().wait()
+    time.sleep(timeout or 0)
+    raise TimeoutError("timed out")
+
+
+def _adopt(sock: socket.socket, fd: int, *, keep_epoll: bool = False) -> None:
+    """Make ``sock``'s descriptor refer to ``fd``'s socket (then close ``fd``).
+
+    With ``keep_epoll``, epoll selectors in this process that watch the descriptor are moved to
+    the new socket: epoll watches the old socket itself, which other processes keep open.
+    """
+    target = sock.fileno()
+    timeout = sock.gettimeout()
+    watchers = _epoll_watchers(target) if keep_epoll else []
+    for epoll, _ in watchers:
+        try:
+            epoll.unregister(target)
+        except OSError:
+            pass
+    os.dup2(fd, target, inheritable=False)
+    os.close(fd)
+    sock.settimeout(timeout)
+    for epoll, events in watchers:
+        try:
+            epoll.register(target, events)
+        except OSError:
+            pass
+
+
+def _epoll_watchers(fd: int) -> list[tuple[Any, int]]:
+    """The (epoll object, event mask) of every live epoll selector watching ``fd``."""
+    epoll_selector = getattr(selectors, "EpollSelector", None)
+    if epoll_selector is None:
+        return []
+    found = []
+    for obj in gc.get_objects():
+        if isinstance(obj, epoll_selector):
+            key = obj.get_map().get(fd) if obj.get_map() is not None else None
+            if key is not None:
+                events = 0
+                if key.events & selectors.EVENT_READ:
+                    events |= getattr(obj, "_EVENT_READ", 0)
+                if key.events & selectors.EVENT_WRITE:
+                    events |= getattr(obj, "_EVENT_WRITE", 0)
+                found.append((obj._selector, events))
+    return found
+
+
+def _ints(cdata: bytes) -> list[int]:
+    usable = len(cdata) - len(cdata) % _INT_SIZE
+    return list(array.array("i", cdata[:usable]))
+
+
+def _close_all(fds: list[int]) -> None:
+    for fd in fds:
+        os.close(fd)
+
+
+def _os_error(reply: dict[str, Any], address: Any) -> OSError:
+    code = reply.get("errno")
+    if not isinstance(code, int):
+        code = errno.EIO
+    text = reply.get("strerror") or os.strerror(code)
+    return OSError(code, str(text))
+
+
+_original: dict[str, Callable[..., Any]] = {}
+_sharing: Sharing | None = None
+
+
+def install(runtime: ChildRuntime) -> Sharing:
+    """Patch ``socket.socket`` in this worker (once)."""
+    global _sharing
+    if _sharing is not None:
+        return _sharing
+    sharing = _sharing = Sharing(runtime)
+    cls = socket.socket
+    for name in ("bind", "listen", "accept", "getsockname", "connect", "connect_ex", "_real_close"):
+        _original[name] = getattr(cls, name)
+
+    def bind(self: socket.socket, address: Any) -> None:
+        sharing.bind(self, address)
+
+    def listen(self: socket.socket, *args: Any) -> None:
+        sharing.listen(self, args)
+
+    def accept(self: socket.socket) -> tuple[socket.socket, Any]:
+        return sharing.accept(self)
+
+    def getsockname(self: socket.socket) -> Any:
+        return sharing.getsockname(self)
+
+    def connect(self: socket.socket, address: Any) -> None:
+        sharing.before_connect(self)
+        _original["connect"](self, address)
+
+    def connect_ex(self: socket.socket, address: Any) -> int:
+        sharing.before_connect(self)
+        return int(_original["connect_ex"](self, address))
+
+    def _real_close(self: socket.socket, _ss: Any = socket._socket.socket) -> None:  # type: ignore[attr-defined]
+        sharing.closing(self)
+        _original["_real_close"](self)
+
+    for name, method in (
+        ("bind", bind),
+        ("listen", listen),
+        ("accept", accept),
+        ("getsockname", getsockname),
+        ("connect", connect),
+        ("connect_ex", connect_ex),
+        ("_real_close", _real_close),
+    ):
+        method.__qualname__ = f"socket.{name}"
+        method.__doc__ = _original[name].__doc__
+        setattr(cls, name, method)
+    return sharing
+
+
+def current() -> Sharing | None:
+    return _sharing
+
+
+def exclusive(sock: socket.socket) -> socket.socket:
+    """Mark ``sock`` so that its bind is its own, never shared (Node's ``exclusive: true``)."""
+    if _sharing is not None:
+        _sharing.exclusive.add(sock)
+    return sock

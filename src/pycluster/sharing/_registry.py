@@ -1,0 +1,141 @@
+"""The primary's side of port sharing: answers workers' bind/listen/close queries.
+
+One handle per listen key, created by the first worker that binds it and closed when its last
+holder is gone. UDP is always shared through one socket (as in Node); TCP and Unix stream
+sockets follow the cluster's scheduling policy.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from .._settings import SchedulingPolicy
+from ._handles import Handle, Reply, open_socket
+from ._keys import Address, ListenKey
+from ._reuseport import ReusePortHandle
+from ._rr import RoundRobinHandle
+from ._shared import SharedHandle
+
+if TYPE_CHECKING:
+    from .._loop import Loop
+
+
+def _error(exc: OSError) -> Reply:
+    code = exc.errno or errno.EINVAL
+    return {"ok": False, "errno": code, "strerror": exc.strerror or os.strerror(code)}, []
+
+
+def _refuse(code: int, why: str) -> Reply:
+    return {"ok": False, "errno": code, "strerror": f"{os.strerror(code)} ({why})"}, []
+
+
+class Registry:
+    """All shared handles of one primary."""
+
+    def __init__(self, loop: Loop, policy: Callable[[], SchedulingPolicy]) -> None:
+        self._loop = loop
+        self._policy = policy
+        self._by_key: dict[ListenKey, Handle] = {}
+        self._by_id: dict[int, Handle] = {}
+        self._next_id = 1
+
+    def query(
+        self, worker_id: int, op: str, args: dict[str, Any], on_listening: Callable[[Address], None]
+    ) -> Reply:
+        """Answer one query; a malformed one raises ``ValueError`` (a protocol error)."""
+        if op == "bind":
+            return self._bind(worker_id, ListenKey.from_json(args.get("key")), on_listening)
+        handle = self._by_id.get(args.get("id"))  # type: ignore[arg-type]
+        if handle is None or worker_id not in handle.holders:
+            if op == "close":
+                return {"ok": True}, []
+            return _refuse(errno.EBADF, "no such shared socket for this worker")
+        if op == "listen":
+            backlog = args.get("backlog")
+            if isinstance(backlog, bool) or not isinstance(backlog, int):
+                raise ValueError(f"bad backlog {backlog!r:.20}")
+            try:
+                reply = handle.listen(worker_id, max(0, min(backlog, 65535)))
+            except OSError as exc:
+                return _error(exc)
+            on_listening(handle.address)
+            return reply
+        if op == "close":
+            self._release(handle, worker_id)
+            return {"ok": True}, []
+        raise ValueError(f"unknown query {op!r:.20}")
+
+    def _bind(
+        self, worker_id: int, key: ListenKey, on_listening: Callable[[Address], None]
+    ) -> Reply:
+        handle = self._by_key.get(key)
+        if handle is not None and worker_id in handle.holders:
+            return _refuse(errno.EADDRINUSE, "this worker already listens there")
+        if handle is None:
+            try:
+                handle = self._open(key)
+            except OSError as exc:
+                return _error(exc)
+        reply = handle.bind(worker_id)
+        if key.type == socket.SOCK_DGRAM:
+            on_listening(handle.address)  # a datagram socket listens once bound, as in Node
+        return reply
+
+    def _open(self, key: ListenKey) -> Handle:
+        handle_id = self._next_id
+        if key.type == socket.SOCK_DGRAM:
+            handle: Handle = SharedHandle(handle_id, key, open_socket(key))
+        else:
+            policy = self._policy()
+            if policy is SchedulingPolicy.RR:
+                handle = RoundRobinHandle(handle_id, key, open_socket(key), loop=self._loop)
+            elif policy is SchedulingPolicy.REUSEPORT:
+                handle = ReusePortHandle(handle_id, key, open_socket(key, reuseport=True))
+            else:
+                handle = SharedHandle(handle_id, key, open_socket(key))
+        self._next_id += 1
+        self._by_id[handle_id] = handle
+        # For port 0 the key carries the bind's index: other workers' binds with the same
+        # index find this handle, and so the port chosen now.
+        self._by_key[key] = handle
+        return handle
+
+    def stop(self, worker_id: int) -> None:
+        """The worker is disconnecting: no new connections for it, anywhere."""
+        for handle in list(self._by_id.values()):
+            if worker_id in handle.holders:
+                handle.stop(worker_id)
+
+    def release_all(self, worker_id: int) -> None:
+        """The worker is gone."""
+        for handle in list(self._by_id.values()):
+            if worker_id in handle.holders:
+                self._release(handle, worker_id)
+
+    def _release(self, handle: Handle, worker_id: int) -> None:
+        handle.release(worker_id)
+        if not handle.holders:
+            self._by_id.pop(handle.id, None)
+            if self._by_key.get(handle.key) is handle:
+                del self._by_key[handle.key]
+            handle.close()
+            if handle.key.family == socket.AF_UNIX:
+                try:
+                    os.unlink(handle.key.host)
+                except OSError:
+                    pass
+
+    def close_all(self) -> None:
+        for handle in list(self._by_id.values()):
+            handle.holders.clear()
+            self._by_id.pop(handle.id, None)
+            handle.close()
+        self._by_key.clear()
+
+    @property
+    def handles(self) -> list[Handle]:
+        return list(self._by_id.values())

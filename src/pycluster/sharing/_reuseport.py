@@ -1,0 +1,17 @@
+"""SCHED_REUSEPORT: each worker binds its own socket with SO_REUSEPORT; the kernel spreads
+connections by a hash of the client's address.
+
+The primary holds a bound, never-listening socket with SO_REUSEPORT on the key: it resolves port 0
+for everyone and keeps the port reserved while workers come and go.
+"""
+
+from __future__ import annotations
+
+from ._handles import Handle, Reply
+
+
+class ReusePortHandle(Handle):
+    mode = "reuseport"
+
+    def listen(self, worker_id: int, backlog: int) -> Reply:
+        return {"ok": True}, []

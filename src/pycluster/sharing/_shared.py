@@ -1,0 +1,29 @@
+"""SCHED_NONE (and every UDP socket): the primary binds once, every worker serves that socket.
+
+Workers adopt the primary's bound socket as their own descriptor, so ``accept``/``recvfrom`` are
+the kernel's: it spreads the connections (unevenly: the last waiter is woken first).
+"""
+
+from __future__ import annotations
+
+import socket
+
+from ._handles import Handle, Reply
+
+
+class SharedHandle(Handle):
+    mode = "shared"
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, **kwargs)  # type: ignore[arg-type]
+        self._listening = False
+
+    def bind(self, worker_id: int) -> Reply:
+        self.holders.add(worker_id)
+        return self.bind_reply(), [self.sock]
+
+    def listen(self, worker_id: int, backlog: int) -> Reply:
+        if self.key.type == socket.SOCK_STREAM and not self._listening:
+            self.sock.listen(backlog)
+            self._listening = True
+        return {"ok": True}, []
