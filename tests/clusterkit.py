@@ -21,13 +21,58 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PRELUDE = """\
+PRELUDE = r"""
 import json, os, signal, socket, sys, threading, time
 import pycluster as cluster
 
 def out(*values):
-    sys.stdout.write(json.dumps(values) + "\\n")
+    sys.stdout.write(json.dumps(values) + "\n")
     sys.stdout.flush()
+
+_listening = []
+_listening_changed = threading.Condition()
+
+def track_listening():
+    # Record the cluster's 'listening' events (call before forking).
+    def on_listening(worker, address):
+        with _listening_changed:
+            _listening.append((worker.id, address))
+            _listening_changed.notify_all()
+    cluster.on("listening", on_listening)
+
+def wait_listening(count, timeout=30):
+    # The first `count` (worker id, address) listening events, waiting for them.
+    with _listening_changed:
+        if not _listening_changed.wait_for(lambda: len(_listening) >= count, timeout):
+            out("timeout", "listening", _listening)
+            os._exit(3)
+        return list(_listening[:count])
+
+def ask(address, data=b"ping", family=None, kind=socket.SOCK_STREAM, timeout=10):
+    # One request on a new connection (or one datagram); the whole answer.
+    if family is None:
+        family = socket.AF_UNIX if isinstance(address, str) else (
+            socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
+    with socket.socket(family, kind) as s:
+        s.settimeout(timeout)
+        if kind == socket.SOCK_DGRAM:
+            s.sendto(data, address)
+            return s.recv(65536)
+        s.connect(address)
+        s.sendall(data)
+        chunks = []
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return b"".join(chunks)
+            chunks.append(chunk)
+
+def http_get(address, path="/"):
+    # (status, body) of one HTTP/1.0 GET on a new connection.
+    host = address[0] if isinstance(address, tuple) else "localhost"
+    raw = ask(address, f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
+    head, _, body = raw.partition(b"\r\n\r\n")
+    return int(head.split()[1]), body.decode()
 
 """
 

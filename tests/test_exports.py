@@ -9,6 +9,9 @@ import pytest
 import pycluster as cluster
 
 EXPECTED = {
+    "Address",
+    "exclusive",
+    "listen",
     "SCHED_NONE",
     "SCHED_REUSEPORT",
     "SCHED_RR",

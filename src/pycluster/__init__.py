@@ -24,11 +24,15 @@ from ._events import EventEmitter
 from ._primary import Primary
 from ._settings import SCHED_NONE, SCHED_REUSEPORT, SCHED_RR, SchedulingPolicy
 from ._worker import Worker
+from .sharing._intercept import exclusive
+from .sharing._keys import Address
+from .sharing._listen import listen
 
 __all__ = [
     "SCHED_NONE",
     "SCHED_REUSEPORT",
     "SCHED_RR",
+    "Address",
     "ChannelClosedError",
     "ClusterError",
     "EventEmitter",
@@ -39,10 +43,12 @@ __all__ = [
     "Worker",
     "disconnect",
     "emit",
+    "exclusive",
     "fork",
     "is_master",
     "is_primary",
     "is_worker",
+    "listen",
     "listeners",
     "off",
     "on",

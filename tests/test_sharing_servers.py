@@ -1,0 +1,225 @@
+"""Unchanged server code in N workers, under every policy, with real clients (issue: port sharing).
+
+Each server knows nothing of pycluster: it binds port 0 on 127.0.0.1 and answers with its pid.
+The primary waits for every worker's 'listening', sends requests, and checks that all were
+answered (and, under SCHED_RR, by both workers).
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.clusterkit import run_cluster
+
+pytestmark = pytest.mark.timeout(90)
+
+POLICIES = ["rr", "none", "reuseport"]
+
+HTTP_HANDLER = """
+from http.server import BaseHTTPRequestHandler
+class Pid(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = str(os.getpid()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+"""
+
+SERVERS = {
+    "HTTPServer": (
+        "http",
+        HTTP_HANDLER
+        + """
+from http.server import HTTPServer
+HTTPServer(("127.0.0.1", 0), Pid).serve_forever()
+""",
+    ),
+    "ThreadingHTTPServer": (
+        "http",
+        HTTP_HANDLER
+        + """
+from http.server import ThreadingHTTPServer
+ThreadingHTTPServer(("127.0.0.1", 0), Pid).serve_forever()
+""",
+    ),
+    "socketserver.TCPServer": (
+        "raw",
+        """
+import socketserver
+class Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        self.request.recv(100)
+        self.request.sendall(str(os.getpid()).encode())
+socketserver.TCPServer(("127.0.0.1", 0), Handler).serve_forever()
+""",
+    ),
+    "socketserver.UDPServer": (
+        "udp",
+        """
+import socketserver
+class Handler(socketserver.BaseRequestHandler):
+    def handle(self):
+        data, sock = self.request
+        sock.sendto(str(os.getpid()).encode(), self.client_address)
+socketserver.UDPServer(("127.0.0.1", 0), Handler).serve_forever()
+""",
+    ),
+    "asyncio.start_server": (
+        "raw",
+        """
+import asyncio
+async def handle(reader, writer):
+    await reader.read(100)
+    writer.write(str(os.getpid()).encode())
+    await writer.drain()
+    writer.close()
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    await server.serve_forever()
+asyncio.run(main())
+""",
+    ),
+    "loop.create_server": (
+        "raw",
+        """
+import asyncio
+class Pid(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.transport.write(str(os.getpid()).encode())
+        self.transport.close()
+async def main():
+    loop = asyncio.get_running_loop()
+    server = await loop.create_server(Pid, host="127.0.0.1", port=0)
+    await server.serve_forever()
+asyncio.run(main())
+""",
+    ),
+    "create_server(sock=cluster.listen())": (
+        "raw",
+        """
+import asyncio
+class Pid(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.transport.write(str(os.getpid()).encode())
+        self.transport.close()
+async def main():
+    sock = cluster.listen(("127.0.0.1", 0))
+    server = await asyncio.get_running_loop().create_server(Pid, sock=sock)
+    await server.serve_forever()
+asyncio.run(main())
+""",
+    ),
+    "raw blocking accept": (
+        "raw",
+        """
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+while True:
+    conn, _ = s.accept()
+    conn.recv(100)
+    conn.sendall(str(os.getpid()).encode())
+    conn.close()
+""",
+    ),
+    "raw selectors non-blocking": (
+        "raw",
+        """
+import selectors
+sel = selectors.DefaultSelector()
+s = socket.socket()
+s.bind(("127.0.0.1", 0))
+s.listen()
+s.setblocking(False)
+sel.register(s, selectors.EVENT_READ)
+while True:
+    for key, _ in sel.select():
+        if key.fileobj is s:
+            try:
+                conn, _ = s.accept()
+            except BlockingIOError:
+                continue
+            conn.setblocking(False)
+            sel.register(conn, selectors.EVENT_READ)
+        else:
+            conn = key.fileobj
+            sel.unregister(conn)
+            conn.setblocking(True)
+            conn.recv(100)
+            conn.sendall(str(os.getpid()).encode())
+            conn.close()
+""",
+    ),
+    "uvicorn.run": (
+        "http",
+        """
+import uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+uvicorn.run(app, host="127.0.0.1", port=0, loop="asyncio", http="h11", log_level="warning",
+            lifespan="off")
+""",
+    ),
+}
+
+PRIMARY = """
+import collections
+if cluster.is_primary:
+    track_listening()
+    workers = [cluster.fork() for _ in range(2)]
+    pids = {str(w.pid): w.id for w in workers}
+    events = wait_listening(2)
+    address = tuple(events[0][1][:2])
+    out("addresses", [list(a) for _, a in events])
+    served = collections.Counter()
+    for i in range(REQUESTS):
+        if KIND == "http":
+            status, body = http_get(address)
+            assert status == 200, status
+        elif KIND == "udp":
+            body = ask(address, b"ping", kind=socket.SOCK_DGRAM).decode()
+        else:
+            body = ask(address).decode()
+        served[pids[body]] += 1
+    out("served", sorted(served.items()))
+    cluster.disconnect()
+else:
+"""
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_unchanged_server_shares_its_port(tmp_path: Path, server: str, policy: str) -> None:
+    kind, code = SERVERS[server]
+    if server == "uvicorn.run":
+        pytest.importorskip("uvicorn")
+    requests = 20
+    body = PRIMARY.replace("REQUESTS", str(requests)).replace("KIND", repr(kind)) + textwrap.indent(
+        textwrap.dedent(code), "    "
+    )
+    result = run_cluster(tmp_path, body, env={"PYCLUSTER_SCHED_POLICY": policy}, timeout=60)
+    assert result.returncode == 0, result.stdout + result.stderr
+    addresses = result.named("addresses")[0][1]
+    # Both workers listen on the same, real port.
+    assert addresses[0] == addresses[1]
+    assert addresses[0][1] > 0
+    assert addresses[0][2] == ("udp4" if kind == "udp" else 4)
+    served = dict(result.named("served")[0][1])
+    assert sum(served.values()) == requests
+    if policy == "rr" and kind != "udp":
+        # Round robin over free workers, one client at a time: an even split.
+        assert served == {1: requests // 2, 2: requests // 2}, served
