@@ -221,5 +221,6 @@ def test_unchanged_server_shares_its_port(tmp_path: Path, server: str, policy: s
     served = dict(result.named("served")[0][1])
     assert sum(served.values()) == requests
     if policy == "rr" and kind != "udp":
-        # Round robin over free workers, one client at a time: an even split.
-        assert served == {1: requests // 2, 2: requests // 2}, served
+        # Round robin over the workers waiting in accept(): both take their share.
+        assert set(served) == {1, 2}, served
+        assert min(served.values()) >= requests // 4, served

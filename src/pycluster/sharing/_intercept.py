@@ -24,6 +24,7 @@ import array
 import errno
 import gc
 import os
+import select
 import selectors
 import socket
 import threading
@@ -54,6 +55,7 @@ class Shared:
     requested: Any  # the argument the program gave to bind()
     listening: bool = False
     stopped: bool = False
+    hungry: bool = False
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -99,7 +101,10 @@ class Sharing:
             if info.mode == "shared":
                 if len(fds) != 1:
                     raise OSError(errno.EPROTO, "the primary sent no socket to share")
-                _adopt(sock, fds[0])
+                # One file description in every worker: its O_NONBLOCK flag is shared, so it
+                # stays set (the primary set it) whatever this worker's timeout; accept() makes
+                # up the blocking behaviour (_accept_blocking).
+                _adopt(sock, fds[0], shared=True)
             elif info.mode == "reuseport":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 _original["bind"](sock, key.sockaddr(reply["port"]))
@@ -143,6 +148,8 @@ class Sharing:
         if info.mode == "rr":
             conn = self._take(sock, info)
             address = conn.getpeername() if conn.family != socket.AF_UNIX else ""
+        elif info.mode == "shared" and sock.gettimeout() is None:
+            conn, address = _accept_blocking(sock)
         else:
             conn, address = _original["accept"](sock)
         if conn.family != socket.AF_UNIX:
@@ -154,29 +161,56 @@ class Sharing:
         return conn, address
 
     def _take(self, sock: socket.socket, info: Shared) -> socket.socket:
-        """One handed-off connection from the primary, answered as taken."""
+        """One connection handed off by the primary (SCHED_RR protocol in ``_rr``).
+
+        A non-blocking accept that finds nothing says "hungry" and raises BlockingIOError; a
+        blocking one says it first, then waits. A doorbell only asks for the "hungry".
+        """
         with info.lock:  # one taker at a time keeps the answers in step with the takes
-            data, ancillary, _, _ = sock.recvmsg(1, _ANCILLARY_SPACE)
-            fds = [
-                fd
-                for level, kind, cdata in ancillary
-                if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
-                for fd in _ints(cdata)
-            ]
-            if not data or len(fds) != 1:
-                _close_all(fds)
-                self._stop_one(sock, info)
-                raise ConnectionAbortedError(errno.ECONNABORTED, "the primary closed this server")
-            try:
-                os.write(sock.fileno(), b"a")
-            except OSError:
-                pass  # the primary is gone; the connection is ours anyway
+            if sock.gettimeout() != 0.0:
+                self._hungry(sock, info)
+            while True:
+                try:
+                    data, ancillary, _, _ = sock.recvmsg(1, _ANCILLARY_SPACE)
+                except BlockingIOError:
+                    self._hungry(sock, info)
+                    raise
+                fds = [
+                    fd
+                    for level, kind, cdata in ancillary
+                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
+                    for fd in _ints(cdata)
+                ]
+                if data == b"d" and not fds:
+                    self._hungry(sock, info)
+                    continue
+                if data != b"c" or len(fds) != 1:
+                    _close_all(fds)
+                    self._stop_one(sock, info)
+                    raise ConnectionAbortedError(
+                        errno.ECONNABORTED, "the primary closed this server"
+                    )
+                info.hungry = False
+                try:
+                    os.write(sock.fileno(), b"a")
+                except OSError:
+                    pass  # the primary is gone; the connection is ours anyway
+                break
         conn = socket.socket(sock.family, sock.type, sock.proto, fileno=fds[0])
         if socket.getdefaulttimeout() is None and sock.gettimeout():
             conn.setblocking(True)
         else:
             conn.settimeout(socket.getdefaulttimeout())
         return conn
+
+    @staticmethod
+    def _hungry(sock: socket.socket, info: Shared) -> None:
+        if not info.hungry:
+            info.hungry = True
+            try:
+                os.write(sock.fileno(), b"h")
+            except OSError:
+                pass
 
     # -- names, connect, close ------------------------------------------------------------------
 
@@ -240,11 +274,24 @@ def _accept_nothing(sock: socket.socket) -> tuple[socket.socket, Any]:
     raise TimeoutError("timed out")
 
 
-def _adopt(sock: socket.socket, fd: int, *, keep_epoll: bool = False) -> None:
+def _accept_blocking(sock: socket.socket) -> tuple[socket.socket, Any]:
+    """A blocking accept() on a shared, non-blocking socket: wait, and lose races quietly."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    while True:
+        try:
+            return _original["accept"](sock)  # type: ignore[no-any-return]
+        except BlockingIOError:
+            poller.poll()  # another worker took it: wait for the next one
+
+
+def _adopt(sock: socket.socket, fd: int, *, keep_epoll: bool = False, shared: bool = False) -> None:
     """Make ``sock``'s descriptor refer to ``fd``'s socket (then close ``fd``).
 
-    With ``keep_epoll``, epoll selectors in this process that watch the descriptor are moved to
-    the new socket: epoll watches the old socket itself, which other processes keep open.
+    The socket keeps its timeout; for a ``shared`` socket only the object's, since the blocking
+    flag belongs to the description that all workers share. With ``keep_epoll``, epoll selectors
+    in this process that watch the descriptor are moved to the new socket: epoll watches the old
+    socket itself, which other processes keep open.
     """
     target = sock.fileno()
     timeout = sock.gettimeout()
@@ -256,7 +303,8 @@ def _adopt(sock: socket.socket, fd: int, *, keep_epoll: bool = False) -> None:
             pass
     os.dup2(fd, target, inheritable=False)
     os.close(fd)
-    sock.settimeout(timeout)
+    if not shared:
+        sock.settimeout(timeout)
     for epoll, events in watchers:
         try:
             epoll.register(target, events)

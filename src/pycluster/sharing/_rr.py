@@ -1,17 +1,22 @@
-"""SCHED_RR: the primary accepts, and hands each connection to a worker that is free.
+"""SCHED_RR: the primary accepts, and hands each connection to a worker that is waiting for one.
 
 Each (worker, key) pair has its own handoff socket (a Unix stream pair; the worker adopts its end
-as its server socket). A handoff is one byte with the connection's descriptor; the worker answers
-one byte when its ``accept()`` took it. Unlike Node:
+as its server socket). The worker says ``h`` ("hungry") when its ``accept()`` found nothing and
+it will accept again as soon as something comes; the primary hands one connection (one byte ``c``
+with the descriptor) to a hungry worker; the worker answers ``a`` once it took it. When no worker
+is hungry, the primary rings a doorbell (``d``, no descriptor) on the workers that are idle, so a
+selector-based server wakes up, calls ``accept()`` and says it is hungry.
 
-- a worker has at most ``IN_FLIGHT`` connections handed and not yet taken, so a busy or stuck
-  worker is skipped rather than queued behind;
+This is what makes it better than Node's round robin:
+
+- a connection goes only to a worker that is in (or about to return to) ``accept()``: a worker
+  busy or stuck in a handler is skipped, and no client queues behind it;
 - the primary keeps its copy of each connection until the worker took it: if the worker dies or
   closes its server first, the connection goes to another worker instead of being lost;
 - when no worker is free the primary stops accepting and the kernel's backlog holds the clients;
 - per connection the primary makes a few system calls (accept4, sendmsg, a share of a recv for
-  the answers, close) and keeps no Python object beyond the descriptor number: free workers wait
-  in a ring, so choosing one is O(1).
+  the answers, close) and keeps no Python object beyond the descriptor number: hungry workers
+  wait in a ring, so choosing one is O(1).
 """
 
 from __future__ import annotations
@@ -28,20 +33,20 @@ from ._handles import Handle, Reply
 if TYPE_CHECKING:
     from .._loop import Loop
 
-#: Connections handed to one worker (per port) and not yet taken.
-IN_FLIGHT = 2
 #: Most connections accepted per readiness event of the listening socket.
 ACCEPT_BATCH = 64
 HANDOFF = b"c"
-TAKEN = b"a"
+DOORBELL = b"d"
+TAKEN = ord("a")
+HUNGRY = ord("h")
 _FD = struct.Struct("i")
-_ANCILLARY_LEVEL = (socket.SOL_SOCKET, socket.SCM_RIGHTS)
+_RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
 class _Slot:
     """One worker's handoff socket for this key, and what it holds untaken."""
 
-    __slots__ = ("active", "fd", "in_flight", "queued", "sock", "worker_id")
+    __slots__ = ("active", "fd", "hungry", "in_flight", "queued", "rung", "sock", "worker_id")
 
     def __init__(self, worker_id: int, sock: socket.socket) -> None:
         self.worker_id = worker_id
@@ -49,7 +54,9 @@ class _Slot:
         self.fd = sock.fileno()
         self.in_flight: deque[int] = deque()
         self.active = True
-        self.queued = False
+        self.hungry = False
+        self.queued = False  # in the ring of hungry slots
+        self.rung = False  # a doorbell is waiting for its answer
 
 
 class RoundRobinHandle(Handle):
@@ -59,8 +66,8 @@ class RoundRobinHandle(Handle):
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._loop = loop
         self._slots: dict[int, _Slot] = {}
-        self._ready: deque[_Slot] = deque()
-        self._waiting: deque[int] = deque()  # accepted, to be handed when a worker is free
+        self._ring: deque[_Slot] = deque()
+        self._waiting: deque[int] = deque()  # accepted, to be handed when a worker is hungry
         self._listening = False
         self._accepting = False
         self._closed = False
@@ -81,8 +88,6 @@ class RoundRobinHandle(Handle):
         slot = _Slot(worker_id, mine)
         self._slots[worker_id] = slot
         self._loop.add_reader(slot.fd, lambda: self._on_answer(slot))
-        self._make_ready(slot)
-        self._hand_waiting()
         self._resume()
         return {"ok": True}, [theirs]
 
@@ -90,9 +95,7 @@ class RoundRobinHandle(Handle):
         slot = self._slots.get(worker_id)
         if slot is not None and slot.active:
             slot.active = False
-            if slot.queued:
-                slot.queued = False
-                self._ready.remove(slot)
+            self._unqueue(slot)
 
     def release(self, worker_id: int) -> None:
         """The worker closed its server or exited: read its last answers, re-route the rest."""
@@ -116,10 +119,13 @@ class RoundRobinHandle(Handle):
     # -- the hot path -----------------------------------------------------------------------
 
     def _on_acceptable(self) -> None:
+        if not self._ring:
+            self._ring_doorbells()
+            self._pause()
+            return
         accept = self.sock._accept  # type: ignore[attr-defined]
-        ready = self._ready
         for _ in range(ACCEPT_BATCH):
-            if not ready:
+            if not self._ring:
                 self._pause()
                 return
             try:
@@ -127,34 +133,28 @@ class RoundRobinHandle(Handle):
             except BlockingIOError:
                 return
             except OSError as exc:
-                if exc.errno in (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM):
+                if exc.errno in _RESOURCE_ERRORS:
                     self._pause()  # resumes when an answer frees a descriptor
                 return
             self.accepted += 1
             self._hand(fd)
 
     def _hand(self, fd: int) -> None:
-        """Give ``fd`` to the next free worker (the caller checked there is one)."""
-        ready = self._ready
-        while ready:
-            slot = ready.popleft()
+        """Give ``fd`` to the next hungry worker, or keep it waiting."""
+        ring = self._ring
+        while ring:
+            slot = ring.popleft()
             slot.queued = False
+            slot.hungry = False
             try:
-                slot.sock.sendmsg([HANDOFF], [(*_ANCILLARY_LEVEL, _FD.pack(fd))])
-            except BlockingIOError:
-                if not slot.in_flight:  # nothing will answer to make it ready again
-                    slot.queued = True
-                    ready.append(slot)
-                continue
+                slot.sock.sendmsg([HANDOFF], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _FD.pack(fd))])
             except OSError:
                 self._close_slot(slot)  # its worker is gone: try the next one
                 continue
             slot.in_flight.append(fd)
-            if len(slot.in_flight) < IN_FLIGHT:
-                slot.queued = True
-                ready.append(slot)
             return
         self._waiting.append(fd)
+        self._ring_doorbells()
         self._pause()
 
     def _on_answer(self, slot: _Slot) -> None:
@@ -168,43 +168,57 @@ class RoundRobinHandle(Handle):
             self._close_slot(slot)
             return
         in_flight = slot.in_flight
-        for _ in range(len(data)):
-            if not in_flight:
-                self._close_slot(slot)  # answers for nothing handed: a confused worker
+        for byte in data:
+            if byte == TAKEN and in_flight:
+                os.close(in_flight.popleft())
+            elif byte == HUNGRY:
+                slot.hungry = True
+                slot.rung = False
+            else:
+                self._close_slot(slot)  # a confused worker: re-route what it holds
                 return
-            os.close(in_flight.popleft())
-        self._make_ready(slot)
-        self._hand_waiting()
+        if slot.hungry and slot.active and not slot.queued:
+            slot.queued = True
+            self._ring.append(slot)
+        while self._waiting and self._ring:
+            self._hand(self._waiting.popleft())
         self._resume()
 
     # -- bookkeeping ------------------------------------------------------------------------
 
-    def _make_ready(self, slot: _Slot) -> None:
-        if slot.active and not slot.queued and len(slot.in_flight) < IN_FLIGHT:
-            slot.queued = True
-            self._ready.append(slot)
+    def _ring_doorbells(self) -> None:
+        """Wake the idle workers: the first to say it is hungry gets the next connection."""
+        for slot in list(self._slots.values()):
+            if slot.active and not slot.hungry and not slot.rung and not slot.in_flight:
+                try:
+                    slot.sock.send(DOORBELL)
+                except OSError:
+                    continue  # answered by end of stream, handled in _on_answer
+                slot.rung = True
 
-    def _hand_waiting(self) -> None:
-        while self._waiting and self._ready:
-            self._hand(self._waiting.popleft())
+    def _unqueue(self, slot: _Slot) -> None:
+        if slot.queued:
+            slot.queued = False
+            self._ring.remove(slot)
 
     def _close_slot(self, slot: _Slot) -> None:
         """Forget a slot; what it held untaken goes to the other workers."""
         if self._slots.get(slot.worker_id) is slot:
             del self._slots[slot.worker_id]
-        if slot.queued:
-            slot.queued = False
-            self._ready.remove(slot)
+        self._unqueue(slot)
         slot.active = False
         self._loop.remove_reader(slot.fd)
         slot.sock.close()
         untaken, slot.in_flight = slot.in_flight, deque()
-        for fd in untaken:
-            if self._closed:
+        if self._closed:
+            for fd in untaken:
                 os.close(fd)
-            else:
-                self._waiting.append(fd)
-        self._hand_waiting()
+            return
+        self._waiting.extend(untaken)
+        while self._waiting and self._ring:
+            self._hand(self._waiting.popleft())
+        if self._waiting:
+            self._ring_doorbells()
         self._resume()
 
     def _pause(self) -> None:
@@ -213,12 +227,10 @@ class RoundRobinHandle(Handle):
             self._loop.remove_reader(self.sock.fileno())
 
     def _resume(self) -> None:
-        if (
-            not self._accepting
-            and self._listening
-            and not self._closed
-            and self._ready
-            and not self._waiting
-        ):
-            self._accepting = True
-            self._loop.add_reader(self.sock.fileno(), self._on_acceptable)
+        """Watch the listening socket again (a readable one with no hungry worker rings)."""
+        if not self._accepting and self._listening and not self._closed and not self._waiting:
+            if self._ring or any(
+                s.active and not s.rung and not s.in_flight for s in self._slots.values()
+            ):
+                self._accepting = True
+                self._loop.add_reader(self.sock.fileno(), self._on_acceptable)

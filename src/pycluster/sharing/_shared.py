@@ -17,6 +17,9 @@ class SharedHandle(Handle):
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._listening = False
+        # Shared by every worker: non-blocking, so an event loop in one worker never blocks on
+        # a connection another worker took first (blocking accept() is emulated in the worker).
+        self.sock.setblocking(False)
 
     def bind(self, worker_id: int) -> Reply:
         self.holders.add(worker_id)
