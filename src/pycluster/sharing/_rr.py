@@ -228,9 +228,10 @@ class RoundRobinHandle(Handle):
 
     def _resume(self) -> None:
         """Watch the listening socket again (a readable one with no hungry worker rings)."""
-        if not self._accepting and self._listening and not self._closed and not self._waiting:
-            if self._ring or any(
-                s.active and not s.rung and not s.in_flight for s in self._slots.values()
-            ):
-                self._accepting = True
-                self._loop.add_reader(self.sock.fileno(), self._on_acceptable)
+        if self._accepting or not self._listening or self._closed or self._waiting:
+            return
+        if self._ring or any(
+            s.active and not s.rung and not s.in_flight for s in self._slots.values()
+        ):
+            self._accepting = True
+            self._loop.add_reader(self.sock.fileno(), self._on_acceptable)
