@@ -110,8 +110,10 @@ def key_for(
     if not isinstance(address, tuple) or len(address) < 2:
         return None  # let bind() raise its own TypeError
     host, port = address[0], address[1]
-    if not isinstance(host, str) or not isinstance(port, int):
+    if not isinstance(host, str) or isinstance(port, bool) or not isinstance(port, int):
         return None
+    if not 0 <= port <= 65535:
+        return None  # bind() itself raises OverflowError
     if host and host not in ("0.0.0.0", "::"):
         infos = socket.getaddrinfo(host, port, family, type_, 0, socket.AI_PASSIVE)
         host = str(infos[0][4][0])

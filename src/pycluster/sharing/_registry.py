@@ -7,6 +7,7 @@ sockets follow the cluster's scheduling policy.
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import socket
@@ -100,8 +101,11 @@ class Registry:
         self._next_id += 1
         self._by_id[handle_id] = handle
         # For port 0 the key carries the bind's index: other workers' binds with the same
-        # index find this handle, and so the port chosen now.
+        # index find this handle, and so the port chosen now. The handle is also found by its
+        # real port, so that binding that port explicitly shares it too.
         self._by_key[key] = handle
+        if key.port == 0 and key.family != socket.AF_UNIX:
+            self._by_key.setdefault(dataclasses.replace(key, port=handle.port, index=0), handle)
         return handle
 
     def stop(self, worker_id: int) -> None:
@@ -120,8 +124,8 @@ class Registry:
         handle.release(worker_id)
         if not handle.holders:
             self._by_id.pop(handle.id, None)
-            if self._by_key.get(handle.key) is handle:
-                del self._by_key[handle.key]
+            for key in [k for k, h in self._by_key.items() if h is handle]:
+                del self._by_key[key]
             handle.close()
             if handle.key.family == socket.AF_UNIX:
                 try:

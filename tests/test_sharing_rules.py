@@ -1,0 +1,411 @@
+"""Node's listen rules in workers, address families, and the 'listening' event."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.clusterkit import run_cluster, usable_by_others, write_script
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def with_echo(body: str) -> str:
+    """``body`` (a primary/worker script) after ``serve(sock)``: answer each client with the
+    worker's id, on a thread."""
+    return ECHO_PID + textwrap.dedent(body)
+
+
+ECHO_PID = """
+def serve(sock):
+    def loop():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            with conn:
+                conn.recv(100)
+                conn.sendall(str(cluster.worker.id).encode())
+    threading.Thread(target=loop, daemon=True).start()
+"""
+
+
+@pytest.mark.parametrize("policy", ["rr", "none", "reuseport"])
+def test_port_zero_is_shared_and_each_index_gets_its_own_port(tmp_path: Path, policy: str) -> None:
+    # test-cluster-listening-port, -net-listen (no port), -child-index-net.
+    result = run_cluster(
+        tmp_path,
+        with_echo(
+            """
+        if cluster.is_primary:
+            track_listening()
+            for _ in range(2):
+                cluster.fork()
+            events = wait_listening(4)
+            ports = {}
+            for wid, address in events:
+                ports.setdefault(wid, []).append(address[1])
+            out("ports", sorted(ports.items()))
+            for port in sorted(set(p for ps in ports.values() for p in ps)):
+                out("answer", port, sorted({ask(("127.0.0.1", port)).decode() for _ in range(8)}))
+            cluster.disconnect()
+        else:
+            a = socket.create_server(("127.0.0.1", 0))
+            b = socket.create_server(("127.0.0.1", 0))
+            serve(a)
+            serve(b)
+        """
+        ),
+        env={"PYCLUSTER_SCHED_POLICY": policy},
+    )
+    assert result.returncode == 0, result.stderr
+    ports = dict((wid, sorted(p)) for wid, p in result.named("ports")[0][1])
+    assert ports[1] == ports[2]  # the Nth port-0 listen of every worker shares one port
+    assert len(set(ports[1])) == 2  # and the two listens of one worker differ
+    assert all(port > 0 for port in ports[1])
+    for _, port, answered in result.named("answer"):
+        assert set(answered) <= {"1", "2"}
+        if policy == "rr":
+            assert answered == ["1", "2"], (port, answered)
+
+
+def test_listening_event_address_and_state(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            def on_listening(worker, address):
+                out("cluster", worker.id, worker.state, address.address, address.port > 0,
+                    address.address_type, type(address).__name__)
+            cluster.on("listening", on_listening)
+            w = cluster.fork()
+            w.on("listening", lambda address: (out("worker", address.address_type),
+                                               w.disconnect() if address.address_type == 6
+                                               else None))
+        else:
+            socket.create_server(("", 0))
+            socket.create_server(("::1", 0), family=socket.AF_INET6)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records == [
+        ["worker", 4],
+        ["cluster", 1, "listening", None, True, 4, "Address"],
+        ["worker", 6],
+        ["cluster", 1, "listening", "::1", True, 6, "Address"],
+    ]
+
+
+@pytest.mark.parametrize("policy", ["rr", "none", "reuseport"])
+def test_ipv6_and_dual_stack(tmp_path: Path, policy: str) -> None:
+    result = run_cluster(
+        tmp_path,
+        with_echo(
+            """
+        if cluster.is_primary:
+            track_listening()
+            cluster.fork()
+            cluster.fork()
+            events = wait_listening(4)
+            by_kind = {}
+            for _, address in events:
+                by_kind.setdefault(address[0], set()).add(address[1])
+            out("kinds", sorted(k or "" for k in by_kind))
+            v6 = by_kind["::1"].pop()
+            dual = by_kind["::"].pop()
+            out("v6", ask(("::1", v6)).decode() in ("1", "2"))
+            out("dual-v4", ask(("127.0.0.1", dual)).decode() in ("1", "2"))
+            out("dual-v6", ask(("::1", dual)).decode() in ("1", "2"))
+            cluster.disconnect()
+        else:
+            serve(socket.create_server(("::1", 0), family=socket.AF_INET6))
+            serve(cluster.listen(0))  # all interfaces, dual stack, as Node's listen(port)
+        """
+        ),
+        env={"PYCLUSTER_SCHED_POLICY": policy},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records[1:] == [["v6", True], ["dual-v4", True], ["dual-v6", True]]
+
+
+@pytest.mark.parametrize("policy", ["rr", "none"])
+def test_unix_socket_relative_path(tmp_path: Path, policy: str) -> None:
+    # test-cluster-net-listen-relative-path, -http-pipe: the path is the worker's cwd's.
+    result = run_cluster(
+        tmp_path,
+        with_echo(
+            """
+        if cluster.is_primary:
+            track_listening()
+            cluster.fork()
+            cluster.fork()
+            events = wait_listening(2)
+            address = events[0][1]
+            out("address", address[0] == os.path.abspath("app.sock"), address[1], address[2])
+            out("answers", sorted({ask(address[0]).decode() for _ in range(10)}))
+            cluster.disconnect(lambda: out("gone", os.path.exists("app.sock")))
+        else:
+            s = socket.socket(socket.AF_UNIX)
+            s.bind("app.sock")
+            s.listen()
+            serve(s)
+        """
+        ),
+        env={"PYCLUSTER_SCHED_POLICY": policy},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.named("address") == [["address", True, -1, -1]]
+    answers = result.named("answers")[0][1]
+    assert answers == (["1", "2"] if policy == "rr" else answers)
+    assert result.named("gone") == [["gone", False]]
+
+
+def test_udp_is_shared_and_reports_udp4_udp6(tmp_path: Path) -> None:
+    # test-cluster-dgram-1/-2: every worker reads datagrams from one shared socket.
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            track_listening()
+            cluster.fork()
+            cluster.fork()
+            events = wait_listening(4)
+            kinds = sorted({(a[2], a[1]) for _, a in events})
+            out("kinds", [k for k, _ in kinds])
+            for kind, port in kinds:
+                host = "127.0.0.1" if kind == "udp4" else "::1"
+                got = ask((host, port), b"x", kind=socket.SOCK_DGRAM).decode()
+                out("answer", kind, got in ("1", "2"))
+            cluster.disconnect()
+        else:
+            def serve(sock):
+                def loop():
+                    while True:
+                        try:
+                            data, peer = sock.recvfrom(100)
+                        except BlockingIOError:
+                            import select
+                            select.select([sock], [], [])
+                            continue
+                        except OSError:
+                            return
+                        sock.sendto(str(cluster.worker.id).encode(), peer)
+                threading.Thread(target=loop, daemon=True).start()
+            u4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            u4.bind(("127.0.0.1", 0))
+            u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+            u6.bind(("::1", 0))
+            serve(u4)
+            serve(u6)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.named("kinds") == [["kinds", ["udp4", "udp6"]]]
+    assert result.named("answer") == [["answer", "udp4", True], ["answer", "udp6", True]]
+
+
+def test_bind_errors_come_back_as_oserror_and_the_primary_stays_healthy(tmp_path: Path) -> None:
+    # test-cluster-bind-twice, -eaddrinuse, -listen-twice-same-port, -shared-handle-bind-error.
+    result = run_cluster(
+        tmp_path,
+        """
+        import errno
+        if cluster.is_primary:
+            taken = socket.create_server(("127.0.0.1", 0))  # held by someone else
+            port = taken.getsockname()[1]
+            cluster.on("message", lambda w, m, h: (out(*m), w.disconnect()))
+            cluster.fork({"TAKEN": str(port)})
+        else:
+            report = []
+            try:
+                socket.create_server(("127.0.0.1", int(os.environ["TAKEN"])))
+            except OSError as exc:
+                report.append(errno.errorcode[exc.errno])
+            s = socket.create_server(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+            try:
+                socket.create_server(("127.0.0.1", port))
+            except OSError as exc:
+                report.append(errno.errorcode[exc.errno])
+            s.close()
+            again = socket.create_server(("127.0.0.1", port))  # server-restart
+            report.append(again.getsockname()[1] == port)
+            try:
+                socket.socket().bind(("127.0.0.1", 70000))
+            except OverflowError as exc:
+                report.append("OverflowError")
+            cluster.worker.send(report)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records == [["EADDRINUSE", "EADDRINUSE", True, "OverflowError"]]
+
+
+@pytest.mark.parametrize("policy", ["rr", "none", "reuseport"])
+def test_closed_server_listens_again_while_the_other_worker_serves(
+    tmp_path: Path, policy: str
+) -> None:
+    # test-cluster-server-restart-rr / -none.
+    result = run_cluster(
+        tmp_path,
+        with_echo(
+            """
+        if cluster.is_primary:
+            track_listening()
+            workers = [cluster.fork(), cluster.fork()]
+            port = wait_listening(2)[0][1][1]
+            cluster.on("message", lambda w, m, h: out("restarted", w.id, m))
+            workers[0].send("restart")
+            wait_listening(3)
+            out("answers", sorted({ask(("127.0.0.1", port)).decode() for _ in range(12)}) )
+            cluster.disconnect()
+        else:
+            state = {"sock": socket.create_server(("127.0.0.1", 0))}
+            port = state["sock"].getsockname()[1]
+            serve(state["sock"])
+            def on_message(m, h):
+                state["sock"].close()
+                state["sock"] = socket.create_server(("127.0.0.1", port))
+                serve(state["sock"])
+                cluster.worker.send(state["sock"].getsockname()[1] == port)
+            cluster.worker.on("message", on_message)
+        """
+        ),
+        env={"PYCLUSTER_SCHED_POLICY": policy},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.named("restarted") == [["restarted", 1, True]]
+    answers = result.named("answers")[0][1]
+    assert set(answers) <= {"1", "2"}
+    if policy == "rr":
+        assert answers == ["1", "2"]
+
+
+def test_exclusive_and_no_sharing_opt_outs(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            got = []
+            def on_message(w, m, h):
+                got.append((w.id, m))
+                if len(got) == 3:
+                    out("ports", sorted(got))
+                    cluster.disconnect()
+            cluster.on("message", on_message)
+            cluster.fork()
+            cluster.fork()
+            cluster.fork({"PYCLUSTER_NO_SHARING": "1"})
+        else:
+            if os.environ.get("PYCLUSTER_NO_SHARING"):
+                s = socket.create_server(("127.0.0.1", 0))  # its own: no 'listening' event
+                cluster.worker.send(["own", s.getsockname()[1] > 0])
+            else:
+                s = cluster.listen(("127.0.0.1", 0), exclusive=True)
+                cluster.worker.send(["exclusive", s.getsockname()[1]])
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    ((_, got),) = result.named("ports")
+    assert got[2] == [3, ["own", True]]
+    assert got[0][1][0] == got[1][1][0] == "exclusive"
+    assert got[0][1][1] != got[1][1][1]  # exclusive sockets do not share the port
+
+
+def test_listen_outside_a_worker_and_its_errors(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        s = cluster.listen(("127.0.0.1", 0), backlog=5)
+        out("plain", s.getsockname()[0], s.type == socket.SOCK_STREAM)
+        u = cluster.listen(("127.0.0.1", 0), type=socket.SOCK_DGRAM)
+        out("udp", u.type == socket.SOCK_DGRAM)
+        p = cluster.listen("plain.sock")
+        out("unix", p.family == socket.AF_UNIX, os.path.exists("plain.sock"))
+        for bad in ((70000,), ("x",), ((1, 2),), (("127.0.0.1", 0),)):
+            try:
+                cluster.listen(*bad, backlog=-1) if bad == (("127.0.0.1", 0),) else cluster.listen(*bad)
+            except (TypeError, ValueError) as exc:
+                out(type(exc).__name__, str(exc))
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records[:3] == [["plain", "127.0.0.1", True], ["udp", True], ["unix", True, True]]
+    assert result.records[3:] == [
+        ["ValueError", "port must be 0-65535, not 70000"],
+        ["TypeError", "host must be a str, not 1"],
+        ["ValueError", "backlog must be >= 0, not -1"],
+    ]
+
+
+def test_client_socket_bound_to_a_source_address_is_not_shared(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            server = socket.create_server(("127.0.0.1", 0))
+            port = server.getsockname()[1]
+            def accept():
+                conn, peer = server.accept()
+                conn.sendall(b"hi")
+                conn.close()
+            threading.Thread(target=accept, daemon=True).start()
+            cluster.on("message", lambda w, m, h: (out("client", m), w.disconnect()))
+            cluster.fork({"PORT": str(port)})
+        else:
+            c = socket.create_connection(("127.0.0.1", int(os.environ["PORT"])),
+                                         source_address=("127.0.0.1", 0))
+            cluster.worker.send([c.recv(10).decode(), c.getsockname()[0]])
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records == [["client", ["hi", "127.0.0.1"]]]
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root")
+def test_bind_privileged_port_as_a_normal_user_is_eacces() -> None:
+    # test-cluster-bind-privileged-port: the whole cluster runs as "nobody".
+    candidates = [sys.executable, shutil.which("python3") or "", "/usr/bin/python3"]
+    interpreter = next((c for c in candidates if c and usable_by_others(c)), None)
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    if interpreter is None or not usable_by_others(src):
+        pytest.skip("no interpreter or source tree that another user may use")
+    directory = Path(tempfile.mkdtemp(prefix="pycluster-priv-"))
+    try:
+        directory.chmod(0o777)
+        script = write_script(
+            directory,
+            """
+            import errno
+            if cluster.is_primary:
+                cluster.on("message", lambda w, m, h: (out(*m), w.disconnect()))
+                cluster.fork()
+            else:
+                try:
+                    socket.create_server(("127.0.0.1", 81))
+                    cluster.worker.send(["bound"])
+                except OSError as exc:
+                    cluster.worker.send([errno.errorcode[exc.errno], os.getuid()])
+            """,
+        )
+        proc = subprocess.run(
+            [interpreter, str(script)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            user="nobody",
+            cwd=directory,
+            env={**os.environ, "PYTHONPATH": src},
+        )
+    finally:
+        shutil.rmtree(directory)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().startswith('["EACCES"')
