@@ -330,9 +330,9 @@ def test_listen_outside_a_worker_and_its_errors(tmp_path: Path) -> None:
         out("udp", u.type == socket.SOCK_DGRAM)
         p = cluster.listen("plain.sock")
         out("unix", p.family == socket.AF_UNIX, os.path.exists("plain.sock"))
-        for bad in ((70000,), ("x",), ((1, 2),), (("127.0.0.1", 0),)):
+        for address, backlog in ((70000, None), ((1, 2), None), (("127.0.0.1", 0), -1)):
             try:
-                cluster.listen(*bad, backlog=-1) if bad == (("127.0.0.1", 0),) else cluster.listen(*bad)
+                cluster.listen(address, backlog=backlog)
             except (TypeError, ValueError) as exc:
                 out(type(exc).__name__, str(exc))
         """,
