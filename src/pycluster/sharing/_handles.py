@@ -70,7 +70,8 @@ class Handle:
     def stop(self, worker_id: int) -> None:
         """The worker is disconnecting: hand it nothing new."""
 
-    def release(self, worker_id: int) -> None:
+    def release(self, worker_id: int, *, gone: bool = False) -> None:
+        """The worker closed its socket, or (``gone``) exited."""
         self.holders.discard(worker_id)
 
     def close(self) -> None:

@@ -235,9 +235,10 @@ class Sharing:
         finally:
             fresh.close()
 
-    def closing(self, sock: socket.socket) -> None:
-        info = self.sockets.pop(sock, None)
-        if info is not None and not info.stopped and self.runtime.connected:
+    def closed(self, info: Shared) -> None:
+        """The program closed a shared socket: the primary forgets it (after the close, so that
+        under SCHED_RR nothing here can still take a connection it re-routes)."""
+        if not info.stopped and self.runtime.connected:
             self.runtime.notify("close", id=info.id)
 
     # -- disconnect -----------------------------------------------------------------------------
@@ -384,8 +385,10 @@ def install(runtime: ChildRuntime) -> Sharing:
         return int(_original["connect_ex"](self, address))
 
     def _real_close(self: socket.socket, _ss: Any = socket._socket.socket) -> None:  # type: ignore[attr-defined]
-        sharing.closing(self)
+        info = sharing.sockets.pop(self, None)
         _original["_real_close"](self)
+        if info is not None:
+            sharing.closed(info)
 
     for name, method in (
         ("bind", bind),

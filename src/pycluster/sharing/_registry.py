@@ -66,7 +66,7 @@ class Registry:
             on_listening(handle.address)
             return reply
         if op == "close":
-            self._release(handle, worker_id)
+            self._release(handle, worker_id, gone=False)
             return {"ok": True}, []
         raise ValueError(f"unknown query {op!r:.20}")
 
@@ -118,10 +118,10 @@ class Registry:
         """The worker is gone."""
         for handle in list(self._by_id.values()):
             if worker_id in handle.holders:
-                self._release(handle, worker_id)
+                self._release(handle, worker_id, gone=True)
 
-    def _release(self, handle: Handle, worker_id: int) -> None:
-        handle.release(worker_id)
+    def _release(self, handle: Handle, worker_id: int, *, gone: bool) -> None:
+        handle.release(worker_id, gone=gone)
         if not handle.holders:
             self._by_id.pop(handle.id, None)
             for key in [k for k, h in self._by_key.items() if h is handle]:

@@ -65,7 +65,9 @@ class RoundRobinHandle(Handle):
     def __init__(self, *args: object, loop: Loop, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
         self._loop = loop
-        self._slots: dict[int, _Slot] = {}
+        # Usually one per worker; a server closed and listening again has a new one while the
+        # old one waits for its end of stream.
+        self._slots: set[_Slot] = set()
         self._ring: deque[_Slot] = deque()
         self._waiting: deque[int] = deque()  # accepted, to be handed when a worker is hungry
         self._listening = False
@@ -80,36 +82,43 @@ class RoundRobinHandle(Handle):
         if not self._listening:
             self.sock.listen(backlog)
             self._listening = True
-        old = self._slots.get(worker_id)
-        if old is not None:
-            self._close_slot(old)
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         mine.setblocking(False)
         slot = _Slot(worker_id, mine)
-        self._slots[worker_id] = slot
+        self._slots.add(slot)
         self._loop.add_reader(slot.fd, lambda: self._on_answer(slot))
         self._resume()
         return {"ok": True}, [theirs]
 
     def stop(self, worker_id: int) -> None:
-        slot = self._slots.get(worker_id)
-        if slot is not None and slot.active:
+        for slot in self._slots_of(worker_id):
             slot.active = False
             self._unqueue(slot)
 
-    def release(self, worker_id: int) -> None:
-        """The worker closed its server or exited: read its last answers, re-route the rest."""
+    def release(self, worker_id: int, *, gone: bool = False) -> None:
+        """The worker closed its server, or (``gone``) exited.
+
+        A closed server's slot stays until its end of stream: only then can nothing in the
+        worker still take what it holds (a thread blocked in accept() keeps the socket open).
+        An exited worker's last answers are read, and the rest re-routed, at once.
+        """
         self.holders.discard(worker_id)
-        slot = self._slots.get(worker_id)
-        if slot is not None:
-            self._on_answer(slot)
-            if self._slots.get(worker_id) is slot:
-                self._close_slot(slot)
+        for slot in self._slots_of(worker_id):
+            if gone:
+                self._on_answer(slot)
+                if slot in self._slots:
+                    self._close_slot(slot)
+            else:
+                slot.active = False
+                self._unqueue(slot)
+
+    def _slots_of(self, worker_id: int) -> list[_Slot]:
+        return [slot for slot in self._slots if slot.worker_id == worker_id]
 
     def close(self) -> None:
         self._closed = True
         self._pause()
-        for slot in list(self._slots.values()):
+        for slot in list(self._slots):
             self._close_slot(slot)
         for fd in self._waiting:
             os.close(fd)
@@ -188,7 +197,7 @@ class RoundRobinHandle(Handle):
 
     def _ring_doorbells(self) -> None:
         """Wake the idle workers: the first to say it is hungry gets the next connection."""
-        for slot in list(self._slots.values()):
+        for slot in list(self._slots):
             if slot.active and not slot.hungry and not slot.rung and not slot.in_flight:
                 try:
                     slot.sock.send(DOORBELL)
@@ -203,8 +212,7 @@ class RoundRobinHandle(Handle):
 
     def _close_slot(self, slot: _Slot) -> None:
         """Forget a slot; what it held untaken goes to the other workers."""
-        if self._slots.get(slot.worker_id) is slot:
-            del self._slots[slot.worker_id]
+        self._slots.discard(slot)
         self._unqueue(slot)
         slot.active = False
         self._loop.remove_reader(slot.fd)
@@ -231,7 +239,7 @@ class RoundRobinHandle(Handle):
         if self._accepting or not self._listening or self._closed or self._waiting:
             return
         if self._ring or any(
-            s.active and not s.rung and not s.in_flight for s in self._slots.values()
+            s.active and not s.rung and not s.in_flight for s in self._slots
         ):
             self._accepting = True
             self._loop.add_reader(self.sock.fileno(), self._on_acceptable)

@@ -1,0 +1,155 @@
+"""SCHED_RR beyond Node: even spread, stuck workers skipped, no connection lost when one dies."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.clusterkit import run_cluster
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_thousand_connections_split_evenly(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        import collections
+        if cluster.is_primary:
+            track_listening()
+            cluster.fork()
+            cluster.fork()
+            address = tuple(wait_listening(2)[0][1][:2])
+            counts = collections.Counter(ask(address).decode() for _ in range(1000))
+            out("counts", sorted(counts.items()))
+            cluster.disconnect()
+        else:
+            s = socket.create_server(("127.0.0.1", 0))
+            while True:
+                conn, _ = s.accept()
+                with conn:
+                    conn.recv(100)
+                    conn.sendall(str(cluster.worker.id).encode())
+        """,
+        timeout=100,
+    )
+    assert result.returncode == 0, result.stderr
+    counts = dict(result.named("counts")[0][1])
+    assert sum(counts.values()) == 1000
+    assert 450 <= counts["1"] <= 550, counts
+
+
+def test_a_stuck_worker_is_skipped(tmp_path: Path) -> None:
+    # One worker's only thread sleeps in a handler; every other client is served by the other
+    # worker without waiting (Node's RR would keep handing the stuck worker connections).
+    result = run_cluster(
+        tmp_path,
+        """
+        import collections
+        from http.server import HTTPServer, BaseHTTPRequestHandler
+        if cluster.is_primary:
+            track_listening()
+            cluster.fork()
+            cluster.fork()
+            address = tuple(wait_listening(2)[0][1][:2])
+            stuck = threading.Event()
+            cluster.on("message", lambda w, m, h: (out("stuck", w.id), stuck.set()))
+            threading.Thread(target=lambda: http_get(address, "/stuck"), daemon=True).start()
+            stuck.wait(20)
+            started = time.monotonic()
+            served = collections.Counter(http_get(address)[1] for _ in range(50))
+            out("served", sorted(served.items()), time.monotonic() - started < 20)
+            for w in list(cluster.workers.values()):
+                w.kill("SIGKILL")
+        else:
+            class Handler(BaseHTTPRequestHandler):
+                def do_GET(self):
+                    if self.path == "/stuck":
+                        cluster.worker.send("stuck")
+                        time.sleep(600)
+                    body = str(cluster.worker.id).encode()
+                    self.send_response(200)
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                def log_message(self, *args):
+                    pass
+            HTTPServer(("127.0.0.1", 0), Handler).serve_forever()
+        """,
+        timeout=100,
+    )
+    assert result.returncode == 0, result.stderr
+    ((_, stuck_id),) = result.named("stuck")
+    ((_, served, in_time),) = result.named("served")
+    assert in_time
+    assert served == [[str(3 - stuck_id), 50]]
+
+
+@pytest.mark.parametrize("how", ["killed", "closes-its-server"])
+def test_connections_held_by_a_dying_worker_go_to_another(tmp_path: Path, how: str) -> None:
+    # A worker said it was ready for a connection, then its event loop blocked: the connection
+    # handed to it stays untaken. When that worker dies (or closes its server), every such
+    # client is answered by the other worker; Node would leave them hanging.
+    action = "victim.kill('SIGKILL')" if how == "killed" else "victim.send('close your server')"
+    result = run_cluster(
+        tmp_path,
+        f"""
+        import asyncio
+        from pycluster import _runtime
+        if cluster.is_primary:
+            track_listening()
+            workers = [cluster.fork(), cluster.fork()]
+            address = tuple(wait_listening(2)[0][1][:2])
+            blocked = threading.Event()
+            who = []
+            def on_message(w, m, h):
+                who.append(w)
+                blocked.set()
+            cluster.on("message", on_message)
+            threading.Thread(target=lambda: ask(address, b"block"), daemon=True).start()
+            blocked.wait(20)
+            victim = who[0]
+            handle = _runtime.primary.registry.handles[0]
+            def untaken():
+                return sum(len(s.in_flight) for s in handle._slots if s.worker_id == victim.id)
+            results = []
+            clients = [threading.Thread(target=lambda: results.append(ask(address).decode()))
+                       for _ in range(6)]
+            for c in clients:
+                c.start()
+            deadline = time.monotonic() + 20
+            while _runtime.primary.loop.run_sync(untaken) == 0 and time.monotonic() < deadline:
+                time.sleep(0.01)
+            out("held", _runtime.primary.loop.run_sync(untaken))
+            {action}
+            for c in clients:
+                c.join(30)
+            out("answers", sorted(results))
+            for w in list(cluster.workers.values()):
+                w.kill("SIGKILL")
+        else:
+            class Echo(asyncio.Protocol):
+                def connection_made(self, transport):
+                    self.transport = transport
+                def data_received(self, data):
+                    if data == b"block":
+                        cluster.worker.send("blocked")
+                        time.sleep(600)  # the event loop is stuck from here on
+                    self.transport.write(str(cluster.worker.id).encode())
+                    self.transport.close()
+            sock = cluster.listen(("127.0.0.1", 0))
+            cluster.worker.on("message", lambda m, h: sock.close())
+            async def main():
+                server = await asyncio.get_running_loop().create_server(Echo, sock=sock)
+                await server.serve_forever()
+            asyncio.run(main())
+        """,
+        timeout=100,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    ((_, held),) = result.named("held")
+    assert held == 1  # the test really had a connection stranded at the blocked worker
+    ((_, answers),) = result.named("answers")
+    assert len(answers) == 6
+    assert len(set(answers)) == 1  # all from the surviving worker
