@@ -30,6 +30,7 @@ import socket
 import threading
 import time
 import weakref
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -56,6 +57,8 @@ class Shared:
     listening: bool = False
     stopped: bool = False
     hungry: bool = False
+    leftovers: deque[socket.socket] = field(default_factory=deque)
+    bell: socket.socket | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
 
 
@@ -144,14 +147,19 @@ class Sharing:
         if info is None:
             return _original["accept"](sock)  # type: ignore[no-any-return]
         if info.stopped:
-            return _accept_nothing(sock)
-        if info.mode == "rr":
+            conn, address = _accept_stopped(sock, info)
+        elif info.mode == "rr":
             conn = self._take(sock, info)
             address = conn.getpeername() if conn.family != socket.AF_UNIX else ""
         elif info.mode == "shared" and sock.gettimeout() is None:
-            conn, address = _accept_blocking(sock)
+            conn, address = _accept_blocking(sock, info)
         else:
-            conn, address = _original["accept"](sock)
+            try:
+                conn, address = _original["accept"](sock)
+            except OSError:
+                if not info.stopped:
+                    raise
+                conn, address = _accept_stopped(sock, info)  # stopped while we waited
         if conn.family != socket.AF_UNIX:
             try:
                 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -250,13 +258,43 @@ class Sharing:
             self._stop_one(sock, info)
 
     def _stop_one(self, sock: socket.socket, info: Shared) -> None:
+        """Take ``sock`` out of sharing: no connection reaches it any more.
+
+        Its descriptor becomes a local socket the program's event loop may keep watching: an
+        unreachable datagram socket (never readable), or under SCHED_REUSEPORT a pair that is
+        readable once per connection that was already queued on the worker's own listening
+        socket; those are still served (``_accept_stopped``).
+        """
         if info.stopped or sock.fileno() < 0:
             return
+        if info.mode == "reuseport" and sock.type == socket.SOCK_STREAM:
+            self._stop_reuseport(sock, info)
+            return
         info.stopped = True
-        # A Unix datagram socket nobody can reach: never readable, so the program's event loop
-        # stops calling accept(); accept() itself now finds nothing (see _accept_nothing).
         dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         _adopt(sock, dead.detach(), keep_epoll=True)
+
+    def _stop_reuseport(self, sock: socket.socket, info: Shared) -> None:
+        # Closing a SO_REUSEPORT listener resets the connections in its queue (unless
+        # net.ipv4.tcp_migrate_req=1): take them first, then leave the port's group.
+        old = socket.socket(fileno=os.dup(sock.fileno()))
+        readable, info.bell = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        info.stopped = True
+        _adopt(sock, readable.detach(), keep_epoll=True)
+        old.setblocking(False)
+        while True:
+            try:
+                conn, _ = _original["accept"](old)
+            except OSError:
+                break
+            info.leftovers.append(conn)
+            self.connections.add(conn)  # the disconnect waits for these too
+            info.bell.send(b"c")
+        try:
+            old.shutdown(socket.SHUT_RDWR)  # leave the group now; wakes a blocked accept()
+        except OSError:
+            pass
+        old.close()
 
     def wait_connections_closed(self, poll: float = 0.02) -> None:
         """Block until every connection accepted through a shared socket is closed."""
@@ -275,15 +313,28 @@ def _accept_nothing(sock: socket.socket) -> tuple[socket.socket, Any]:
     raise TimeoutError("timed out")
 
 
-def _accept_blocking(sock: socket.socket) -> tuple[socket.socket, Any]:
+def _accept_blocking(sock: socket.socket, info: Shared) -> tuple[socket.socket, Any]:
     """A blocking accept() on a shared, non-blocking socket: wait, and lose races quietly."""
     poller = select.poll()
     poller.register(sock.fileno(), select.POLLIN)
-    while True:
+    while not info.stopped:
         try:
             return _original["accept"](sock)  # type: ignore[no-any-return]
         except BlockingIOError:
             poller.poll()  # another worker took it: wait for the next one
+    return _accept_stopped(sock, info)
+
+
+def _accept_stopped(sock: socket.socket, info: Shared) -> tuple[socket.socket, Any]:
+    """accept() once the worker is disconnecting: what was already queued, then nothing."""
+    if info.leftovers:
+        conn = info.leftovers.popleft()
+        try:
+            os.read(sock.fileno(), 1)
+        except OSError:
+            pass
+        return conn, conn.getpeername()
+    return _accept_nothing(sock)
 
 
 def _adopt(sock: socket.socket, fd: int, *, keep_epoll: bool = False, shared: bool = False) -> None:

@@ -238,8 +238,6 @@ class RoundRobinHandle(Handle):
         """Watch the listening socket again (a readable one with no hungry worker rings)."""
         if self._accepting or not self._listening or self._closed or self._waiting:
             return
-        if self._ring or any(
-            s.active and not s.rung and not s.in_flight for s in self._slots
-        ):
+        if self._ring or any(s.active and not s.rung and not s.in_flight for s in self._slots):
             self._accepting = True
             self._loop.add_reader(self.sock.fileno(), self._on_acceptable)

@@ -1,0 +1,164 @@
+"""Graceful disconnect with real servers: no new connections, open ones served to the end."""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.clusterkit import run_cluster
+
+pytestmark = pytest.mark.timeout(90)
+
+SLOW_SERVER = """
+from http.server import ThreadingHTTPServer, BaseHTTPRequestHandler
+finish = threading.Event()
+cluster.worker.on("message", lambda m, h: finish.set())
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    def do_GET(self):
+        if self.path == "/slow":
+            cluster.worker.send("slow request started")
+            finish.wait(30)
+        body = str(cluster.worker.id).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+server.daemon_threads = True
+server.serve_forever()
+"""
+
+
+def worker_runs_slow_server(primary: str) -> str:
+    """``primary`` (ending in ``else:``) followed by the slow server as the worker's code."""
+    return textwrap.dedent(primary) + textwrap.indent(textwrap.dedent(SLOW_SERVER), "    ")
+
+
+@pytest.mark.parametrize("policy", ["rr", "none", "reuseport"])
+def test_disconnect_serves_the_request_in_flight_then_exits(tmp_path: Path, policy: str) -> None:
+    result = run_cluster(
+        tmp_path,
+        worker_runs_slow_server(
+            """
+        import collections
+        if cluster.is_primary:
+            track_listening()
+            workers = {w.id: w for w in (cluster.fork(), cluster.fork())}
+            address = tuple(wait_listening(2)[0][1][:2])
+            started = threading.Event()
+            slow_worker = []
+            def on_message(w, m, h):
+                slow_worker.append(w)
+                started.set()
+            cluster.on("message", on_message)
+            cluster.on("disconnect", lambda w: out("disconnect", w.id))
+            exited = threading.Event()
+            def on_exit(w, c, s):
+                out("exit", w.id, c, s, w.exited_after_disconnect)
+                exited.set()
+            cluster.on("exit", on_exit)
+            slow = []
+            t = threading.Thread(target=lambda: slow.append(http_get(address, "/slow")))
+            t.start()
+            started.wait(20)
+            leaving = slow_worker[0]
+            leaving.disconnect()
+            out("still-connected", leaving.is_connected(), leaving.is_dead())
+            others = collections.Counter(http_get(address)[1] for _ in range(20))
+            out("others", sorted(others))
+            leaving.send("finish")
+            t.join(30)
+            out("slow", slow[0][0], slow[0][1] == str(leaving.id))
+            exited.wait(30)
+            cluster.disconnect()
+        else:
+        """
+        ),
+        env={"PYCLUSTER_SCHED_POLICY": policy},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    records = result.records
+    assert records[0] == ["still-connected", True, False]
+    ((_, others),) = result.named("others")
+    assert len(others) >= 1
+    if policy == "rr":
+        # The primary stops handing connections to a disconnecting worker at once.
+        leaving = result.named("disconnect")[0][1]
+        assert others == [str(3 - leaving)]
+    assert result.named("slow") == [["slow", 200, True]]
+    exits = result.named("exit")
+    assert [e[2:] for e in exits] == [[0, None, True], [0, None, True]]
+    # the leaving worker's disconnect came only after its last connection closed
+    names = [r[0] for r in records]
+    assert names.index("slow") < names.index("disconnect")
+
+
+@pytest.mark.parametrize("policy", ["rr", "none", "reuseport"])
+def test_open_connection_keeps_a_disconnecting_worker(tmp_path: Path, policy: str) -> None:
+    # test-cluster-worker-no-exit / -wait-server-close: a kept-alive client holds the worker
+    # until it closes; the worker still answers on that connection meanwhile.
+    result = run_cluster(
+        tmp_path,
+        worker_runs_slow_server(
+            """
+        if cluster.is_primary:
+            track_listening()
+            w = cluster.fork()
+            address = tuple(wait_listening(1)[0][1][:2])
+            cluster.on("exit", lambda w, c, s: out("exit", c, w.exited_after_disconnect))
+            client = socket.create_connection(address)
+            def request():
+                client.sendall(b"GET / HTTP/1.1\\r\\nHost: x\\r\\n\\r\\n")
+                data = b""
+                while not data.endswith(b"1"):
+                    data += client.recv(1000)
+                return data.split(b"\\r\\n")[0].decode()
+            out("before", request())
+            w.disconnect()
+            out("after-disconnect", request(), w.is_dead())
+            client.close()
+            cluster.wait(30)
+            out("gone", w.is_dead())
+        else:
+        """
+        ),
+        env={"PYCLUSTER_SCHED_POLICY": policy},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.records == [
+        ["before", "HTTP/1.1 200 OK"],
+        ["after-disconnect", "HTTP/1.1 200 OK", False],
+        ["exit", 0, True],
+        ["gone", True],
+    ]
+
+
+def test_disconnect_of_a_blocking_accept_loop(tmp_path: Path) -> None:
+    # The program's main thread sits in a blocking accept() that will never return a client:
+    # the disconnect still completes and the worker exits 0.
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            track_listening()
+            for _ in range(2):
+                cluster.fork()
+            wait_listening(2)
+            cluster.on("exit", lambda w, c, s: out("exit", c, s, w.exited_after_disconnect))
+            cluster.disconnect()
+        else:
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            while True:
+                conn, _ = s.accept()
+                conn.close()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records == [["exit", 0, None, True], ["exit", 0, None, True]]
