@@ -341,8 +341,8 @@ def test_worker_sends_a_udp_socket_to_the_primary(tmp_path: Path) -> None:
             cluster.on("message", on_message)
             cluster.fork()
         else:
-            udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            udp.bind(("127.0.0.1", 0))
+            udp = cluster.exclusive(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            udp.bind(("127.0.0.1", 0))  # its own socket, not shared through the primary
             port = udp.getsockname()[1]
             cluster.worker.send(port, udp)
             udp.close()

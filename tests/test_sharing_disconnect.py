@@ -69,8 +69,13 @@ def test_disconnect_serves_the_request_in_flight_then_exits(tmp_path: Path, poli
             leaving = slow_worker[0]
             leaving.disconnect()
             out("still-connected", leaving.is_connected(), leaving.is_dead())
-            others = collections.Counter(http_get(address)[1] for _ in range(20))
-            out("others", sorted(others))
+            others, resets = collections.Counter(), 0
+            for _ in range(20):
+                try:
+                    others[http_get(address)[1]] += 1
+                except ConnectionResetError:
+                    resets += 1
+            out("others", sorted(others), resets)
             leaving.send("finish")
             t.join(30)
             out("slow", slow[0][0], slow[0][1] == str(leaving.id))
@@ -84,8 +89,11 @@ def test_disconnect_serves_the_request_in_flight_then_exits(tmp_path: Path, poli
     assert result.returncode == 0, result.stdout + result.stderr
     records = result.records
     assert records[0] == ["still-connected", True, False]
-    ((_, others),) = result.named("others")
+    ((_, others, resets),) = result.named("others")
     assert len(others) >= 1
+    # SCHED_REUSEPORT: one connection can slip into the leaving worker's own listener between
+    # its last accept() and its shutdown, and is reset (docs/sharing.md); the others lose none.
+    assert resets <= (1 if policy == "reuseport" else 0)
     if policy == "rr":
         # The primary stops handing connections to a disconnecting worker at once.
         leaving = result.named("disconnect")[0][1]

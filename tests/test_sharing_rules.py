@@ -72,9 +72,8 @@ def test_port_zero_is_shared_and_each_index_gets_its_own_port(tmp_path: Path, po
     assert len(set(ports[1])) == 2  # and the two listens of one worker differ
     assert all(port > 0 for port in ports[1])
     for _, port, answered in result.named("answer"):
-        assert set(answered) <= {"1", "2"}
-        if policy == "rr":
-            assert answered == ["1", "2"], (port, answered)
+        assert answered, port
+        assert set(answered) <= {"1", "2"}, (port, answered)
 
 
 def test_listening_event_address_and_state(tmp_path: Path) -> None:
@@ -163,8 +162,7 @@ def test_unix_socket_relative_path(tmp_path: Path, policy: str) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.named("address") == [["address", True, -1, -1]]
-    answers = result.named("answers")[0][1]
-    assert answers == (["1", "2"] if policy == "rr" else answers)
+    assert set(result.named("answers")[0][1]) <= {"1", "2"}
     assert result.named("gone") == [["gone", False]]
 
 
@@ -284,9 +282,8 @@ def test_closed_server_listens_again_while_the_other_worker_serves(
     assert result.returncode == 0, result.stderr
     assert result.named("restarted") == [["restarted", 1, True]]
     answers = result.named("answers")[0][1]
+    assert answers
     assert set(answers) <= {"1", "2"}
-    if policy == "rr":
-        assert answers == ["1", "2"]
 
 
 def test_exclusive_and_no_sharing_opt_outs(tmp_path: Path) -> None:

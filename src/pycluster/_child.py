@@ -22,7 +22,7 @@ import socket
 import sys
 import threading
 from collections import deque
-from collections.abc import MutableMapping
+from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._channel import Channel, handle_from_fds
@@ -272,7 +272,7 @@ class ChildRuntime:
             for fd in frame.fds:
                 os.close(fd)
             if command.name == "disconnect":
-                self.disconnect(force_exit=True, announce=False)
+                self._after_released(lambda: self.disconnect(force_exit=True, announce=False))
             return
         try:
             message = decode_user(frame, self.serialization)
@@ -295,6 +295,16 @@ class ChildRuntime:
                 return
         self._handle(event, args)
 
+    def _after_released(self, action: Callable[[], None]) -> None:
+        """Run a command's action now, or, while held messages are being released, after them:
+        the primary sent it after those messages. (While the gate is shut it runs at once: it
+        must not wait for a program that may never listen.)"""
+        with self._held_lock:
+            if self._gate_open and self._held is not None:
+                self._held.append(("call", (action,)))
+                return
+        action()
+
     def open_gate(self) -> None:
         """Deliver the held events (on a thread of their own), then deliver as they come."""
         with self._held_lock:
@@ -315,7 +325,9 @@ class ChildRuntime:
             self._handle(event, args)
 
     def _handle(self, event: str, args: tuple[Any, ...]) -> None:
-        if event == "closed":
+        if event == "call":
+            args[0]()
+        elif event == "closed":
             self._on_closed()
         elif event == "error" and not self.worker.listener_count("error"):
             print(

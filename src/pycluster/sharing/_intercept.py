@@ -276,12 +276,19 @@ class Sharing:
 
     def _stop_reuseport(self, sock: socket.socket, info: Shared) -> None:
         # Closing a SO_REUSEPORT listener resets the connections in its queue (unless
-        # net.ipv4.tcp_migrate_req=1): take them first, then leave the port's group.
+        # net.ipv4.tcp_migrate_req=1): take them first, then leave the port's group. A backlog
+        # of 0 first makes the kernel drop (not queue) new SYNs meanwhile: their clients retry
+        # and reach another worker. At most one connection can slip in between the last
+        # accept() and the shutdown, and is reset.
         old = socket.socket(fileno=os.dup(sock.fileno()))
         readable, info.bell = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         info.stopped = True
         _adopt(sock, readable.detach(), keep_epoll=True)
         old.setblocking(False)
+        try:
+            _original["listen"](old, 0)
+        except OSError:
+            pass
         while True:
             try:
                 conn, _ = _original["accept"](old)
@@ -326,15 +333,27 @@ def _accept_blocking(sock: socket.socket, info: Shared) -> tuple[socket.socket, 
 
 
 def _accept_stopped(sock: socket.socket, info: Shared) -> tuple[socket.socket, Any]:
-    """accept() once the worker is disconnecting: what was already queued, then nothing."""
-    if info.leftovers:
-        conn = info.leftovers.popleft()
-        try:
-            os.read(sock.fileno(), 1)
-        except OSError:
-            pass
-        return conn, conn.getpeername()
-    return _accept_nothing(sock)
+    """accept() once the worker is disconnecting: what was already queued, then nothing.
+
+    Under SCHED_REUSEPORT the queued connections are announced one byte each on the socket the
+    descriptor now refers to, sent after the connection was put aside: a byte read is a
+    connection to take, and waiting for a byte honours the socket's timeout.
+    """
+    if info.bell is None:
+        return _accept_nothing(sock)
+    timeout = sock.gettimeout()
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    if not poller.poll(None if timeout is None else int(timeout * 1000)):
+        if timeout == 0:
+            raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
+        raise TimeoutError("timed out")
+    try:
+        os.read(sock.fileno(), 1)
+    except BlockingIOError:
+        raise  # another thread took this one
+    conn = info.leftovers.popleft()
+    return conn, conn.getpeername()
 
 
 def _adopt(sock: socket.socket, fd: int, *, keep_epoll: bool = False, shared: bool = False) -> None:
