@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 .PHONY: demo test lint typecheck unit bench clean
 
 demo: $(VENV)/.installed
-	$(BIN)/python examples/messaging.py
+	$(BIN)/python examples/cluster.py
 
 test: lint typecheck unit
 
