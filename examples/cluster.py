@@ -19,5 +19,5 @@ if cluster.is_primary:
     def on_exit(worker: cluster.Worker, code: int | None, signal: str | None) -> None:
         print(f"worker {worker.pid} died", flush=True)
 
-    for _ in range(os.cpu_count() or 1):
+    for _ in range(int(os.environ.get("WORKERS", os.cpu_count() or 1))):
         cluster.fork()
