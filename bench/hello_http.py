@@ -1,6 +1,6 @@
 """The hello-world HTTP server standalone and in a cluster, measured side by side with wrk.
 
-    python -m bench.http [--quick] [--duration S] [--runs N]
+    python -m bench.hello_http [--quick] [--duration S] [--runs N]
 
 examples/server.py runs (a) on its own, (b) under examples/cluster.py with 1 and 2 workers and
 each scheduling policy. For each, ``wrk -t1 -c50`` with keep-alive and with a new connection per
@@ -137,7 +137,7 @@ def main() -> None:
     print(f"examples/server.py, wrk -t1 -c50 -d{options.duration}s, median (min-max) of "
           f"{options.runs} run(s), {os.cpu_count()} CPUs")  # fmt: skip
     print(f"{'':34} {'keep-alive req/s':>26} {'new connection req/s':>26}")
-    base = {close: statistics.median(results[(CONTENDERS[0].name, close)]) for close in (0, 1)}
+    base = {c: statistics.median(results[(CONTENDERS[0].name, c)]) for c in (False, True)}
     for contender in CONTENDERS:
         cells = []
         for close in (False, True):
