@@ -13,12 +13,14 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import re
 import shutil
 import signal
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,13 +71,22 @@ def start(contender: Contender) -> tuple[subprocess.Popen[str], int]:
         start_new_session=True,
     )
     assert proc.stdout is not None
+    lines: queue.Queue[str] = queue.Queue()
+
+    def pump() -> None:
+        for line in proc.stdout or ():
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     expected = max(contender.workers, 1)
     port = 0
     seen = 0
     while seen < expected:
-        line = proc.stdout.readline()
-        if not line:
-            raise RuntimeError(f"{contender.name} ended before listening")
+        try:
+            line = lines.get(timeout=30)
+        except queue.Empty:
+            stop(proc)
+            raise RuntimeError(f"{contender.name}: no 'listening' line within 30 s") from None
         match = re.search(r"listening on http://127.0.0.1:(\d+)/", line)
         if match:
             port = int(match.group(1))

@@ -248,3 +248,19 @@ def test_uid_and_gid_run_the_worker_as_another_user() -> None:
         shutil.rmtree(directory)
     assert result.returncode == 0, result.stderr
     assert result.records == [["ids", [nobody.pw_uid, nobody.pw_uid, nobody.pw_gid]]]
+
+
+def test_setup_with_exec_from_a_primary_without_a_script(tmp_path: Path) -> None:
+    # `python -c` has no script to default to: giving exec must be enough.
+    (tmp_path / "w.py").write_text("import pycluster as c\nc.worker.send('hi')\n")
+    code = (
+        "import pycluster as c\n"
+        f"c.setup_primary(exec={str(tmp_path / 'w.py')!r})\n"
+        "c.on('message', lambda w, m, h: (print(m, flush=True), w.disconnect()))\n"
+        "c.fork()\n"
+    )
+    import subprocess
+
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "hi"

@@ -117,3 +117,12 @@ def test_default_exec_argv_reads_interpreter_options(monkeypatch: pytest.MonkeyP
     monkeypatch.setattr(sys, "orig_argv", ["python", "-X", "dev", "-W", "error", "app.py", "a"])
     monkeypatch.setattr(sys, "argv", ["app.py", "a"])
     assert default_exec_argv() == ("-X", "dev", "-W", "error")
+
+
+def test_reuseport_needs_so_reuseport(monkeypatch: pytest.MonkeyPatch) -> None:
+    import socket
+
+    monkeypatch.delattr(socket, "SO_REUSEPORT", raising=False)
+    with pytest.raises(ValueError, match="SCHED_REUSEPORT needs SO_REUSEPORT"):
+        coerce_policy("reuseport")
+    assert coerce_policy("rr") is SCHED_RR

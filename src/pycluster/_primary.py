@@ -282,7 +282,8 @@ class Primary:
         if "scheduling_policy" in settings:
             self.set_policy(settings["scheduling_policy"])
         with self._lock:
-            merged = {**defaults(self.settings), **self.settings, **checked}
+            current = {**self.settings, **checked}
+            merged = {**defaults(current), **current}
             self.settings = merged
             self._settings_made = True
             view = types.MappingProxyType(dict(merged))

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import enum
 import os
+import socket
 import sys
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -33,6 +34,16 @@ _POLICY_NAMES = {"none": SCHED_NONE, "rr": SCHED_RR, "reuseport": SCHED_REUSEPOR
 
 def coerce_policy(value: object, argument: str = "scheduling_policy") -> SchedulingPolicy:
     """A policy from ``SCHED_*``, its number, or its name (``"rr"``, ``"none"``, ...)."""
+    policy = _coerce_policy(value, argument)
+    if policy is SchedulingPolicy.REUSEPORT and not hasattr(socket, "SO_REUSEPORT"):
+        raise ValueError(
+            f"{argument}: SCHED_REUSEPORT needs SO_REUSEPORT, which this platform lacks; "
+            "use SCHED_RR or SCHED_NONE"
+        )
+    return policy
+
+
+def _coerce_policy(value: object, argument: str) -> SchedulingPolicy:
     if isinstance(value, SchedulingPolicy):
         return value
     if isinstance(value, str) and value.lower() in _POLICY_NAMES:
