@@ -36,7 +36,11 @@ def test_seed_cluster_answers_from_every_worker() -> None:
         for _ in range(workers):
             line = proc.stdout.readline()
             match = re.match(r"(\d+): listening on http://127.0.0.1:(\d+)/", line)
-            assert match, line
+            if not match:
+                proc.kill()
+                raise AssertionError(
+                    f"{line!r}; stderr: {proc.stderr.read() if proc.stderr else ''}"
+                )
             pids.add(match.group(1))
             ports.add(int(match.group(2)))
         assert len(ports) == 1  # one port, shared

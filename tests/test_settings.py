@@ -113,10 +113,22 @@ def test_defaults_only_for_what_is_not_given() -> None:
     assert defaults({"exec": "x"})["args"] == tuple(sys.argv[1:])
 
 
-def test_default_exec_argv_reads_interpreter_options(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(sys, "orig_argv", ["python", "-X", "dev", "-W", "error", "app.py", "a"])
-    monkeypatch.setattr(sys, "argv", ["app.py", "a"])
-    assert default_exec_argv() == ("-X", "dev", "-W", "error")
+@pytest.mark.parametrize(
+    ("orig_argv", "argv", "expected"),
+    [
+        (["python", "-X", "dev", "-W", "error", "app.py", "a"], ["app.py", "a"],
+         ("-X", "dev", "-W", "error")),
+        (["python", "app.py"], ["app.py"], ()),
+        (["python", "-u", "-c", "code", "x"], ["-c", "x"], ("-u",)),
+        (["python", "-uc", "code"], ["-c"], ("-u",)),
+    ],
+)  # fmt: skip
+def test_default_exec_argv_reads_interpreter_options(
+    monkeypatch: pytest.MonkeyPatch, orig_argv: list[str], argv: list[str], expected: tuple[str]
+) -> None:
+    monkeypatch.setattr(sys, "orig_argv", orig_argv)
+    monkeypatch.setattr(sys, "argv", argv)
+    assert default_exec_argv() == expected
 
 
 def test_reuseport_needs_so_reuseport(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -212,14 +212,18 @@ def default_exec_argv() -> tuple[str, ...]:
     if len(orig) < len(sys.argv):
         return ()
     options = orig[1 : len(orig) - len(sys.argv)]
-    main = sys.modules.get("__main__")
-    if getattr(main, "__spec__", None) is not None and options:
+    # With -m or -c, the option naming the module or code ends the slice: drop it.
+    if options and sys.argv and (sys.argv[0] == "-c" or _started_with_m()):
         last = options[-1]
-        if last == "-m":
+        if last in ("-m", "-c"):
             options.pop()
-        elif last.startswith("-") and not last.startswith("--") and last.endswith("m"):
+        elif last.startswith("-") and not last.startswith("--") and last[-1] in "mc":
             options[-1] = last[:-1]
     return tuple(options)
+
+
+def _started_with_m() -> bool:
+    return getattr(sys.modules.get("__main__"), "__spec__", None) is not None
 
 
 _DEFAULTS: dict[str, Callable[[], object]] = {
