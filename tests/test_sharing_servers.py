@@ -174,6 +174,22 @@ uvicorn.run(app, host="127.0.0.1", port=0, loop="asyncio", http="h11", log_level
             lifespan="off")
 """,
     ),
+    "uvicorn Server.serve(sockets=[cluster.listen()])": (
+        "http",
+        """
+import asyncio
+import uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"text/plain")]})
+    await send({"type": "http.response.body", "body": str(os.getpid()).encode()})
+sock = cluster.listen(("127.0.0.1", 0))
+config = uvicorn.Config(app, loop="asyncio", http="h11", log_level="warning", lifespan="off")
+asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
+""",
+    ),
 }
 
 PRIMARY = """
@@ -205,7 +221,7 @@ else:
 @pytest.mark.parametrize("server", list(SERVERS))
 def test_unchanged_server_shares_its_port(tmp_path: Path, server: str, policy: str) -> None:
     kind, code = SERVERS[server]
-    if server == "uvicorn.run":
+    if server.startswith("uvicorn"):
         pytest.importorskip("uvicorn")
     requests = 20
     body = PRIMARY.replace("REQUESTS", str(requests)).replace("KIND", repr(kind)) + textwrap.indent(

@@ -353,7 +353,9 @@ class ChildRuntime:
             self._tell("disconnecting")
         if self.sharing is not None:
             self.sharing.stop_all()
-        threading.Thread(target=self._finish_disconnect, name="pycluster-disconnect").start()
+        threading.Thread(
+            target=self._finish_disconnect, name="pycluster-disconnect", daemon=True
+        ).start()
 
     def kill(self) -> NoReturn:
         if self.connected:
