@@ -135,7 +135,9 @@ class RoundRobinHandle(Handle):
         accept = self.sock._accept  # type: ignore[attr-defined]
         for _ in range(ACCEPT_BATCH):
             if not self._ring:
-                self._pause()
+                # Stay registered: a worker usually says it is hungry again before the next
+                # client comes, and pausing now would cost two epoll_ctl calls per connection.
+                # If a client comes first, the entry above rings and pauses.
                 return
             try:
                 fd, _ = accept()
