@@ -406,3 +406,29 @@ def test_bind_privileged_port_as_a_normal_user_is_eacces() -> None:
         shutil.rmtree(directory)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip().startswith('["EACCES"')
+
+
+def test_reuseport_keeps_the_port_for_the_next_worker(tmp_path: Path) -> None:
+    # The only worker exits; the next one's port-0 bind gets the same port.
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            track_listening()
+            first = cluster.fork()
+            port = wait_listening(1)[0][1][1]
+            done = threading.Event()
+            cluster.on("exit", lambda w, c, s: done.set())
+            first.kill()
+            done.wait(20)
+            cluster.fork()
+            again = wait_listening(2)[1][1][1]
+            out("same port", again == port)
+            cluster.disconnect()
+        else:
+            socket.create_server(("127.0.0.1", 0))
+        """,
+        env={"PYCLUSTER_SCHED_POLICY": "reuseport"},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records == [["same port", True]]

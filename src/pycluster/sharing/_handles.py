@@ -38,6 +38,8 @@ class Handle:
     """A shared key; subclasses are the policies."""
 
     mode = ""
+    #: Keep the primary's socket (and so the port) when no worker holds the key any more.
+    keep_when_unheld = False
 
     def __init__(self, handle_id: int, key: ListenKey, sock: socket.socket) -> None:
         self.id = handle_id

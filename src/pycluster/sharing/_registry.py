@@ -122,6 +122,8 @@ class Registry:
 
     def _release(self, handle: Handle, worker_id: int, *, gone: bool) -> None:
         handle.release(worker_id, gone=gone)
+        if not handle.holders and handle.keep_when_unheld:
+            return  # SCHED_REUSEPORT: the port stays reserved for the next worker
         if not handle.holders:
             self._by_id.pop(handle.id, None)
             for key in [k for k, h in self._by_key.items() if h is handle]:
