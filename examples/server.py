@@ -9,6 +9,7 @@ PORT (default 3000) and HOST (default 127.0.0.1) come from the environment.
 from __future__ import annotations
 
 import os
+import sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 BODY = b"Hello Http"
@@ -34,7 +35,9 @@ def main() -> None:
     port = int(os.environ.get("PORT", "3000"))
     with ThreadingHTTPServer((host, port), Hello) as server:
         server.daemon_threads = True
-        print(f"{os.getpid()}: listening on http://{host}:{server.server_address[1]}/", flush=True)
+        # One write per line, so that workers sharing a terminal or pipe never interleave.
+        sys.stdout.write(f"{os.getpid()}: listening on http://{host}:{server.server_address[1]}/\n")
+        sys.stdout.flush()
         server.serve_forever()
 
 

@@ -1,0 +1,164 @@
+"""``pycluster run`` options: one table, read from the command line, ``PYCLUSTER_<NAME>``
+environment variables and ``pycluster.toml`` / ``[tool.pycluster]`` in pyproject.toml.
+
+Precedence: command line > environment > file > default. Every bad value is a ``ValueError`` that
+names the option, where it came from, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+RESTART_POLICIES = ("always", "on-failure", "never")
+SCHED_NAMES = ("rr", "none", "reuseport")
+READY_MODES = ("listening", "message")
+
+
+def _workers(value: str) -> int:
+    if value == "auto":
+        return os.cpu_count() or 1
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _positive_int(value: str) -> int:
+    number = int(value)
+    if number < 1:
+        raise ValueError("must be at least 1")
+    return number
+
+
+def _positive_float(value: str) -> float:
+    number = float(value)
+    if not number > 0:
+        raise ValueError("must be > 0")
+    return number
+
+
+def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
+    def parse(value: str) -> str:
+        if value not in choices:
+            raise ValueError(f"must be one of {', '.join(choices)}")
+        return value
+
+    return parse
+
+
+@dataclass(frozen=True)
+class Option:
+    name: str  # the CLI's --name and the file's key
+    parse: Callable[[str], Any]
+    default: Any
+    help: str
+    metavar: str = ""
+
+    @property
+    def env(self) -> str:
+        return "PYCLUSTER_" + self.name.upper().replace("-", "_")
+
+    @property
+    def attr(self) -> str:
+        return self.name.replace("-", "_")
+
+
+OPTIONS = (
+    Option("workers", _workers, "auto", "number of workers, or auto (one per CPU)", "N|auto"),
+    Option("sched", _choice(SCHED_NAMES), "rr", "scheduling policy: rr, none or reuseport", "P"),
+    Option(
+        "restart", _choice(RESTART_POLICIES), "on-failure",
+        "restart a worker that exits: always, on-failure or never", "WHEN",
+    ),
+    Option(
+        "graceful-timeout", _positive_float, "30",
+        "seconds a stopping worker may take before SIGKILL", "S",
+    ),
+    Option(
+        "ready", _choice(READY_MODES), "listening",
+        "when a new worker counts as ready: listening, or message (it sends 'ready')", "MODE",
+    ),
+    Option("ready-timeout", _positive_float, "60", "seconds a new worker has to become ready", "S"),
+    Option(
+        "max-restarts", _positive_int, "5",
+        "failures within --restart-window after which a worker is not restarted", "K",
+    ),
+    Option(
+        "restart-window", _positive_float, "60", "seconds over which failures are counted", "S"
+    ),
+    Option("backoff-max", _positive_float, "10", "longest wait before a restart, seconds", "S"),
+    Option("name", str, "", "the cluster's name (for logs)", "NAME"),
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Config:
+    workers: int
+    sched: str
+    restart: str
+    graceful_timeout: float
+    ready: str
+    ready_timeout: float
+    max_restarts: int
+    restart_window: float
+    backoff_max: float
+    name: str
+    sources: Mapping[str, str] = field(default_factory=dict, compare=False)
+
+
+def load_file(directory: Path) -> tuple[dict[str, Any], str]:
+    """Settings from ``pycluster.toml``, else ``[tool.pycluster]`` in pyproject.toml."""
+    if sys.version_info >= (3, 11):
+        import tomllib
+    else:  # pragma: no cover - Python 3.10
+        try:
+            import tomli as tomllib  # type: ignore[import-not-found, unused-ignore]
+        except ImportError:
+            return {}, ""
+    own = directory / "pycluster.toml"
+    if own.is_file():
+        with own.open("rb") as f:
+            return dict(tomllib.load(f)), str(own)
+    project = directory / "pyproject.toml"
+    if project.is_file():
+        with project.open("rb") as f:
+            data = tomllib.load(f)
+        table = data.get("tool", {}).get("pycluster", {})
+        if table:
+            return dict(table), f"{project} [tool.pycluster]"
+    return {}, ""
+
+
+def resolve(
+    cli: Mapping[str, str | None], environ: Mapping[str, str], file: Mapping[str, Any], origin: str
+) -> Config:
+    """The configuration from the three sources (``cli`` values None when not given)."""
+    known = {option.name for option in OPTIONS} | {option.attr for option in OPTIONS}
+    for key in file:
+        if key not in known:
+            raise ValueError(f"{origin}: unknown setting {key!r}")
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for option in OPTIONS:
+        raw: Any
+        if cli.get(option.attr) is not None:
+            raw, source = cli[option.attr], f"--{option.name}"
+        elif option.env in environ:
+            raw, source = environ[option.env], option.env
+        elif option.name in file or option.attr in file:
+            raw = file.get(option.name, file.get(option.attr))
+            source = f"{origin}: {option.name}"
+        else:
+            raw, source = option.default, "default"
+        try:
+            values[option.attr] = option.parse(str(raw))
+        except ValueError as exc:
+            raise ValueError(f"{source}: {raw!r} is not valid for {option.name}: {exc}") from None
+        sources[option.attr] = source
+    assert {f.name for f in fields(Config)} == {*values, "sources"}
+    return Config(**values, sources=sources)
