@@ -67,7 +67,7 @@ def test_a_stuck_worker_is_skipped(tmp_path: Path) -> None:
                 def do_GET(self):
                     if self.path == "/stuck":
                         cluster.worker.send("stuck")
-                        time.sleep(600)
+                        threading.Event().wait()  # stuck for good
                     body = str(cluster.worker.id).encode()
                     self.send_response(200)
                     self.send_header("Content-Length", str(len(body)))
@@ -135,7 +135,7 @@ def test_connections_held_by_a_dying_worker_go_to_another(tmp_path: Path, how: s
                 def data_received(self, data):
                     if data == b"block":
                         cluster.worker.send("blocked")
-                        time.sleep(600)  # the event loop is stuck from here on
+                        threading.Event().wait()  # the event loop is stuck for good
                     self.transport.write(str(cluster.worker.id).encode())
                     self.transport.close()
             sock = cluster.listen(("127.0.0.1", 0))
