@@ -207,3 +207,24 @@ def test_scale_up_and_down_with_ttin_ttou() -> None:
         assert cluster.proc.wait(30) == 0
     finally:
         cluster.stop()
+
+
+def test_log_prefix_and_pidfile(tmp_path: Path) -> None:
+    pidfile = tmp_path / "cluster.pid"
+    cluster = Running(
+        "-w", "2", "--log-prefix", "--pidfile", str(pidfile), str(EXAMPLES / "server.py"),
+        env={"PORT": "0"},
+    )  # fmt: skip
+    try:
+        cluster.wait_for(lambda: sum("listening on" in line for line in cluster.out) == 2)
+        for line in cluster.out:
+            prefix, _, rest = line.partition(" ")
+            worker_id, _, pid = prefix.strip("[]").partition(":")
+            assert worker_id in ("1", "2"), line
+            assert rest.startswith(f"{pid}: listening on"), line
+        assert pidfile.read_text().strip() == str(cluster.proc.pid)
+        cluster.proc.send_signal(signal.SIGTERM)
+        assert cluster.proc.wait(30) == 0
+        assert not pidfile.exists()
+    finally:
+        cluster.stop()

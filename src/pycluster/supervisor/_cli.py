@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from ._config import OPTIONS, Config, load_file, resolve
+from ._config import OPTIONS, Config, load_file, parse_bool, resolve
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -32,6 +32,15 @@ def build_parser() -> argparse.ArgumentParser:
         ),
     )
     for option in OPTIONS:
+        if option.parse is parse_bool:
+            run.add_argument(
+                f"--{option.name}",
+                dest=option.attr,
+                action="store_const",
+                const="true",
+                help=f"{option.help} (env {option.env}=1)",
+            )
+            continue
         run.add_argument(
             f"--{option.name}",
             dest=option.attr,

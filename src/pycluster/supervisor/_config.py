@@ -28,6 +28,15 @@ def _workers(value: str) -> int:
     return number
 
 
+def parse_bool(value: str) -> bool:
+    lowered = value.strip().lower()
+    if lowered in ("1", "true", "yes", "on"):
+        return True
+    if lowered in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("must be true or false")
+
+
 def _positive_int(value: str) -> int:
     number = int(value)
     if number < 1:
@@ -93,6 +102,9 @@ OPTIONS = (
     ),
     Option("backoff-max", _positive_float, "10", "longest wait before a restart, seconds", "S"),
     Option("name", str, "", "the cluster's name (for logs)", "NAME"),
+    Option("log-prefix", parse_bool, "false", "put [worker id:pid] before each line a worker prints",
+           "BOOL"),
+    Option("pidfile", str, "", "write the supervisor's pid to this file while it runs", "PATH"),
 )  # fmt: skip
 
 
@@ -108,6 +120,8 @@ class Config:
     restart_window: float
     backoff_max: float
     name: str
+    log_prefix: bool
+    pidfile: str
     sources: Mapping[str, str] = field(default_factory=dict, compare=False)
 
 

@@ -13,10 +13,12 @@ import os
 import queue
 import signal
 import sys
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, TextIO
 
 import pycluster as cluster
@@ -74,7 +76,9 @@ class Supervisor:
     def run(self) -> int:
         """Start the workers and supervise them until told to stop; the exit code."""
         cluster.scheduling_policy = self.config.sched  # type: ignore[assignment]
-        cluster.setup_primary(exec=self.exec, args=self.args)
+        cluster.setup_primary(exec=self.exec, args=self.args, silent=self.config.log_prefix)
+        if self.config.pidfile:
+            Path(self.config.pidfile).write_text(f"{os.getpid()}\n")
         cluster.on("exit", lambda w, code, sig: self.events.put(("exit", (w, code, sig))))
         cluster.on("listening", lambda w, address: self.events.put(("listening", (w,))))
         cluster.on("message", lambda w, m, h: self.events.put(("message", (w, m))))
@@ -88,6 +92,8 @@ class Supervisor:
         finally:
             for name, handler in previous.items():
                 signal.signal(getattr(signal, name), handler)
+            if self.config.pidfile:
+                Path(self.config.pidfile).unlink(missing_ok=True)
         cluster.wait(self.config.graceful_timeout + 5)
         return self.exit_code
 
@@ -120,6 +126,8 @@ class Supervisor:
         if self.stopping or slot.disabled or slot not in self.slots:
             return None
         worker = cluster.fork()
+        if self.config.log_prefix:
+            self._relay_output(worker)
         running = Running(worker, slot, time.monotonic())
         self.running[worker.id] = running
         self._later(self.config.ready_timeout, lambda: self._check_ready(running))
@@ -300,6 +308,26 @@ class Supervisor:
                 if running.slot is slot:
                     self._stop(running)
             self.log(f"scaled down to {len(self.slots)} workers")
+
+    @staticmethod
+    def _relay_output(worker: cluster.Worker) -> None:
+        """Copy the worker's output line by line, each after ``[id:pid] ``."""
+        process = worker.process
+        assert process is not None
+        prefix = f"[{worker.id}:{worker.pid}] ".encode()
+        for pipe, target in ((process.stdout, sys.stdout), (process.stderr, sys.stderr)):
+            if pipe is None:
+                continue
+
+            def relay(pipe: Any = pipe, target: TextIO = target) -> None:
+                out = target.buffer
+                for line in pipe:
+                    out.write(prefix + line if line.endswith(b"\n") else prefix + line + b"\n")
+                    out.flush()
+
+            threading.Thread(
+                target=relay, name=f"pycluster-output-{worker.id}", daemon=True
+            ).start()
 
     # -- reporting --------------------------------------------------------------------------
 
