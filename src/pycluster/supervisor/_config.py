@@ -102,8 +102,10 @@ OPTIONS = (
     ),
     Option("backoff-max", _positive_float, "10", "longest wait before a restart, seconds", "S"),
     Option("name", str, "", "the cluster's name (for logs)", "NAME"),
-    Option("log-prefix", parse_bool, "false", "put [worker id:pid] before each line a worker prints",
-           "BOOL"),
+    Option(
+        "log-prefix", parse_bool, "false",
+        "put [worker id:pid] before each line a worker prints", "BOOL",
+    ),
     Option("pidfile", str, "", "write the supervisor's pid to this file while it runs", "PATH"),
 )  # fmt: skip
 
