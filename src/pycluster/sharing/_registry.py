@@ -1,8 +1,9 @@
 """The primary's side of port sharing: answers workers' bind/listen/close queries.
 
 One handle per listen key, created by the first worker that binds it and closed when its last
-holder is gone (SCHED_REUSEPORT's are kept: the port stays reserved). UDP is always shared through one socket (as in Node); TCP and Unix stream
-sockets follow the cluster's scheduling policy.
+holder is gone (SCHED_REUSEPORT's are kept: the port stays reserved). UDP is always shared
+through one socket (as in Node); TCP and Unix stream sockets follow the cluster's scheduling
+policy.
 """
 
 from __future__ import annotations
