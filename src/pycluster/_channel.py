@@ -31,10 +31,21 @@ RECV_SIZE = 256 * 1024
 #: Linux caps one sendmsg() at 253 descriptors (SCM_MAX_FD).
 _MAX_FDS_PER_SEND = 253
 _MAX_BUFFERS_PER_SEND = 512
-_ANCILLARY_SPACE = socket.CMSG_SPACE(_MAX_FDS_PER_SEND * array.array("i").itemsize)
+_INT_SIZE = array.array("i").itemsize
+_ANCILLARY_SPACE = socket.CMSG_SPACE(_MAX_FDS_PER_SEND * _INT_SIZE)
 _RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 
 Handle = socket.socket | int
+
+
+def fds_from_ancillary(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
+    """The descriptors in recvmsg()'s ancillary data (SCM_RIGHTS)."""
+    fds: list[int] = []
+    for level, kind, cdata in ancdata:
+        if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+            usable = len(cdata) - len(cdata) % _INT_SIZE
+            fds.extend(array.array("i", cdata[:usable]))
+    return fds
 
 
 class _Pending:
@@ -128,11 +139,7 @@ class Channel:
         size, ancdata, flags, _ = self.sock.recvmsg_into(
             [self._recv_buffer], _ANCILLARY_SPACE, _RECV_FLAGS
         )
-        fds: list[int] = []
-        for level, kind, cdata in ancdata:
-            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
-                usable = len(cdata) - len(cdata) % array.array("i").itemsize
-                fds.extend(array.array("i", cdata[:usable]))
+        fds = fds_from_ancillary(ancdata)
         if flags & socket.MSG_CTRUNC:
             for fd in fds:
                 os.close(fd)

@@ -35,13 +35,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from .._channel import fds_from_ancillary
 from ._keys import Address, ListenKey, key_for
 
 if TYPE_CHECKING:
     from .._child import ChildRuntime
 
-_INT_SIZE = array.array("i").itemsize
-_ANCILLARY_SPACE = socket.CMSG_SPACE(_INT_SIZE)
+_ANCILLARY_SPACE = socket.CMSG_SPACE(array.array("i").itemsize)
 
 
 @dataclass
@@ -183,12 +183,7 @@ class Sharing:
                 except BlockingIOError:
                     self._hungry(sock, info)
                     raise
-                fds = [
-                    fd
-                    for level, kind, cdata in ancillary
-                    if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS
-                    for fd in _ints(cdata)
-                ]
+                fds = fds_from_ancillary(ancillary)
                 if data == b"d" and not fds:
                     self._hungry(sock, info)
                     continue
@@ -400,11 +395,6 @@ def _epoll_watchers(fd: int) -> list[tuple[Any, int]]:
                     events |= getattr(obj, "_EVENT_WRITE", 0)
                 found.append((obj._selector, events))
     return found
-
-
-def _ints(cdata: bytes) -> list[int]:
-    usable = len(cdata) - len(cdata) % _INT_SIZE
-    return list(array.array("i", cdata[:usable]))
 
 
 def _close_all(fds: list[int]) -> None:
