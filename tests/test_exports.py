@@ -23,6 +23,7 @@ EXPECTED = {
     "ProtocolError",
     "SchedulingPolicy",
     "Worker",
+    "WorkerStats",
     "disconnect",
     "emit",
     "fork",

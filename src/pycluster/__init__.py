@@ -23,7 +23,7 @@ from ._errors import (
 from ._events import EventEmitter
 from ._primary import Primary
 from ._settings import SCHED_NONE, SCHED_REUSEPORT, SCHED_RR, SchedulingPolicy
-from ._worker import Worker
+from ._worker import Worker, WorkerStats
 from .sharing._intercept import exclusive
 from .sharing._keys import Address
 from .sharing._listen import listen
@@ -41,6 +41,7 @@ __all__ = [
     "ProtocolError",
     "SchedulingPolicy",
     "Worker",
+    "WorkerStats",
     "disconnect",
     "emit",
     "exclusive",

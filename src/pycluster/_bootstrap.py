@@ -8,6 +8,7 @@ keeps the worker alive while it is connected, the way Node's event loop does.
 
 from __future__ import annotations
 
+import faulthandler
 import importlib.machinery
 import io
 import os
@@ -41,6 +42,8 @@ def main() -> None:
     # Ctrl-C reaches every process of the terminal: end quietly, like Node, not with a traceback.
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+    if not faulthandler.is_enabled():
+        faulthandler.enable()  # SIGABRT from a supervisor that finds it hung: a traceback first
     child.start(share_ports=os.environ.get(NO_SHARING_ENV, "") in ("", "0"))
     argv = sys.argv[1:]
     try:

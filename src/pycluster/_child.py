@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 from ._channel import Channel, handle_from_fds
 from ._errors import ChannelClosedError, ProtocolError
 from ._events import EventEmitter
+from ._heartbeat import Heartbeat
 from ._loop import emit_safely
 from ._messages import (
     FROM_PRIMARY,
@@ -156,6 +157,7 @@ class ChildRuntime:
         self.channel = Channel(sock)
         self.worker = SelfWorker(self, int(worker_id))
         self.sharing: Sharing | None = None
+        self.heartbeat = Heartbeat(self._beat)
         self.connected = True
         self._disconnecting = False
         self._exit_when_closed = False
@@ -222,6 +224,13 @@ class ChildRuntime:
         except ChannelClosedError:
             pass
 
+    def _beat(self, seq: int) -> None:
+        """The answer to ping ``seq``, with this worker's connection counts."""
+        sharing = self.sharing
+        accepted = sharing.accepted if sharing is not None else 0
+        now_open = sharing.open_connections() if sharing is not None else 0
+        self._tell("beat", seq=seq, connections=accepted, open=now_open)
+
     # -- reading ------------------------------------------------------------------------------
 
     def _read_loop(self) -> None:
@@ -271,6 +280,11 @@ class ChildRuntime:
                 return
             for fd in frame.fds:
                 os.close(fd)
+            if command.name == "ping":
+                seq = command.args.get("seq")
+                if isinstance(seq, int):
+                    self.heartbeat.ping(seq)
+                return
             if command.name == "disconnect":
                 self._after_released(lambda: self.disconnect(force_exit=True, announce=False))
             return
@@ -386,4 +400,5 @@ class ChildRuntime:
         """Called by the bootstrap once the program's main code has returned."""
         self._main_done = True
         self.open_gate()
-        self._closed.wait()
+        while not self._closed.wait(0.25):
+            pass  # back in Python code now and then: the heartbeat's pending call runs here

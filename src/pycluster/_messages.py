@@ -19,9 +19,9 @@ Serialization = Literal["json", "pickle"]
 SERIALIZATIONS: tuple[Serialization, ...] = ("json", "pickle")
 
 #: Commands a worker may send to the primary.
-FROM_WORKER = frozenset({"online", "disconnecting", "query"})
+FROM_WORKER = frozenset({"online", "disconnecting", "query", "beat"})
 #: Commands the primary may send to a worker.
-FROM_PRIMARY = frozenset({"disconnect", "reply"})
+FROM_PRIMARY = frozenset({"disconnect", "reply", "ping"})
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ ends, and the loop thread lives as long as the process.
 from __future__ import annotations
 
 import atexit
+import dataclasses
 import os
 import signal
 import socket
@@ -44,7 +45,7 @@ from ._settings import (
     validate,
 )
 from ._signals import exit_status, parse_signal
-from ._worker import Worker
+from ._worker import Worker, WorkerStats
 from .sharing._keys import Address
 from .sharing._registry import Registry
 
@@ -71,6 +72,9 @@ class PrimaryWorker(Worker):
         self._flush_scheduled = False
         self._exited = False
         self._connected = True
+        self._ping_seq = 0
+        #: What the primary last heard of the worker's activity (``ping()`` refreshes it).
+        self.stats = WorkerStats()
 
     @property
     def pid(self) -> int | None:
@@ -104,6 +108,13 @@ class PrimaryWorker(Worker):
             self._loop.call_soon(self._primary.registry.stop, self.id)
         return self
 
+    def ping(self) -> None:
+        """Ask the worker's serving loop for a beat; it updates ``stats`` when it comes.
+
+        A worker whose server is stuck does not answer: ``stats.last_beat`` stops moving.
+        """
+        self._loop.call_soon(self._ping)
+
     def is_connected(self) -> bool:
         return self._connected
 
@@ -133,6 +144,28 @@ class PrimaryWorker(Worker):
             self._loop.set_writer(channel.fd, None)
             return
         self._loop.set_writer(channel.fd, None if done else self._flush)
+
+    def _ping(self) -> None:
+        if not self._connected:
+            return
+        untaken, since = self._primary.registry.untaken(self.id)
+        self.stats = dataclasses.replace(self.stats, untaken=untaken, untaken_since=since)
+        self._ping_seq += 1
+        try:
+            self._queue(*encode_command("ping", seq=self._ping_seq))
+        except ChannelClosedError:
+            pass
+
+    def _on_beat(self, args: dict[str, Any]) -> None:
+        connections, now_open = args.get("connections"), args.get("open")
+        if not isinstance(connections, int) or not isinstance(now_open, int):
+            raise ProtocolError(f"bad beat: {args!r:.80}")
+        self.stats = dataclasses.replace(
+            self.stats,
+            connections=connections,
+            open_connections=now_open,
+            last_beat=time.monotonic(),
+        )
 
     def _on_readable(self) -> None:
         self._read_once()
@@ -196,6 +229,8 @@ class PrimaryWorker(Worker):
             self._primary.registry.stop(self.id)
         elif command.name == "query":
             self._primary.on_query(self, command.args)
+        elif command.name == "beat":
+            self._on_beat(command.args)
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         """A bad frame: tell the program (``error``), then close this worker's channel only."""

@@ -8,13 +8,34 @@ from __future__ import annotations
 
 import socket
 import subprocess
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
+from ._errors import NotPrimaryError
 from ._events import EventEmitter
 from ._lifecycle import State
 
 if TYPE_CHECKING:
     import signal
+
+
+@dataclass(frozen=True)
+class WorkerStats:
+    """A worker's activity as the primary last heard of it (``worker.stats``; pycluster's own).
+
+    Refreshed by ``worker.ping()``: the worker's serving loop answers (see docs/api.md).
+    """
+
+    #: Connections the worker accepted through shared sockets, at its last beat.
+    connections: int = 0
+    #: Of those, how many were still open at its last beat.
+    open_connections: int = 0
+    #: ``time.monotonic()`` when its last beat arrived; None before the first.
+    last_beat: float | None = None
+    #: SCHED_RR: connections handed to the worker that it has not taken yet (at the last ping).
+    untaken: int = 0
+    #: ``time.monotonic()`` since when it took none of those; None while it holds none.
+    untaken_since: float | None = None
 
 
 class Worker(EventEmitter):
@@ -35,9 +56,16 @@ class Worker(EventEmitter):
         self.state = "none"
         self.exited_after_disconnect = None
 
+    #: The primary's view of the worker's activity (primary only; refreshed by ``ping()``).
+    stats: WorkerStats = WorkerStats()
+
     @property
     def pid(self) -> int | None:
         raise NotImplementedError
+
+    def ping(self) -> None:
+        """Ask the worker's serving loop to answer; the answer refreshes ``stats``. Primary only."""
+        raise NotPrimaryError("ping() is the primary's: a worker asks nothing of itself")
 
     def send(self, message: object, handle: socket.socket | None = None) -> bool:
         """Queue ``message`` (and a socket ``handle``) for the other side; order is kept."""

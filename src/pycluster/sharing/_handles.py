@@ -76,5 +76,9 @@ class Handle:
         """The worker closed its socket, or (``gone``) exited."""
         self.holders.discard(worker_id)
 
+    def untaken(self, worker_id: int) -> tuple[int, float | None]:
+        """Connections handed to the worker that it has not taken yet (SCHED_RR only)."""
+        return 0, None
+
     def close(self) -> None:
         self.sock.close()

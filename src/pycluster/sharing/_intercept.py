@@ -42,6 +42,9 @@ if TYPE_CHECKING:
     from .._child import ChildRuntime
 
 _ANCILLARY_SPACE = socket.CMSG_SPACE(array.array("i").itemsize)
+#: A blocking accept() waits in slices of this many milliseconds, returning to Python code in
+#: between: the heartbeat's pending call can only run then (``_heartbeat``).
+WAKE_MS = 250
 
 
 @dataclass
@@ -70,6 +73,7 @@ class Sharing:
         self.sockets: weakref.WeakKeyDictionary[socket.socket, Shared] = weakref.WeakKeyDictionary()
         self.exclusive: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self.connections: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        self.accepted = 0  # connections this worker accepted through shared sockets
         self.port0_counts: dict[tuple[int, int, str], int] = {}
         self.lock = threading.Lock()
         self.stopping = False
@@ -126,6 +130,7 @@ class Sharing:
         backlog = args[0] if args else min(socket.SOMAXCONN, 128)
         if info.mode != "rr":
             _original["listen"](sock, *args)
+        self.runtime.heartbeat.note_server()
         if info.listening:
             return
         reply, fds = self.runtime.query("listen", id=info.id, backlog=int(backlog))
@@ -146,6 +151,9 @@ class Sharing:
         info = self.sockets.get(sock)
         if info is None:
             return _original["accept"](sock)  # type: ignore[no-any-return]
+        heartbeat = self.runtime.heartbeat
+        if not heartbeat.in_loop:
+            heartbeat.note_server()
         if info.stopped:
             conn, address = _accept_stopped(sock, info)
         elif info.mode == "rr":
@@ -166,6 +174,7 @@ class Sharing:
             except OSError:
                 pass
         self.connections.add(conn)
+        self.accepted += 1
         return conn, address
 
     def _take(self, sock: socket.socket, info: Shared) -> socket.socket:
@@ -178,6 +187,8 @@ class Sharing:
             if sock.gettimeout() != 0.0:
                 self._hungry(sock, info)
             while True:
+                if sock.gettimeout() is None:
+                    _wait_readable(sock)
                 try:
                     data, ancillary, _, _ = sock.recvmsg(1, _ANCILLARY_SPACE)
                 except BlockingIOError:
@@ -298,6 +309,9 @@ class Sharing:
             pass
         old.close()
 
+    def open_connections(self) -> int:
+        return sum(conn.fileno() >= 0 for conn in list(self.connections))
+
     def wait_connections_closed(self, poll: float = 0.02) -> None:
         """Block until every connection accepted through a shared socket is closed."""
         while any(conn.fileno() >= 0 for conn in list(self.connections)):
@@ -310,9 +324,18 @@ def _accept_nothing(sock: socket.socket) -> tuple[socket.socket, Any]:
     if timeout == 0:
         raise BlockingIOError(errno.EAGAIN, os.strerror(errno.EAGAIN))
     if timeout is None:
-        threading.Event().wait()
+        while True:
+            time.sleep(WAKE_MS / 1000)
     time.sleep(timeout or 0)
     raise TimeoutError("timed out")
+
+
+def _wait_readable(sock: socket.socket) -> None:
+    """Wait for ``sock`` to be readable, in slices (see ``WAKE_MS``)."""
+    poller = select.poll()
+    poller.register(sock.fileno(), select.POLLIN)
+    while not poller.poll(WAKE_MS):
+        pass
 
 
 def _accept_blocking(sock: socket.socket, info: Shared) -> tuple[socket.socket, Any]:
@@ -323,7 +346,7 @@ def _accept_blocking(sock: socket.socket, info: Shared) -> tuple[socket.socket, 
         try:
             return _original["accept"](sock)  # type: ignore[no-any-return]
         except BlockingIOError:
-            poller.poll()  # another worker took it: wait for the next one
+            poller.poll(WAKE_MS)  # another worker took it: wait for the next one
     return _accept_stopped(sock, info)
 
 

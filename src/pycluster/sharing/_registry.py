@@ -115,6 +115,17 @@ class Registry:
             if worker_id in handle.holders:
                 handle.stop(worker_id)
 
+    def untaken(self, worker_id: int) -> tuple[int, float | None]:
+        """All connections handed to the worker and not taken, and since when it took none."""
+        count, since = 0, None
+        for handle in self._by_id.values():
+            if worker_id in handle.holders:
+                more, more_since = handle.untaken(worker_id)
+                count += more
+                if more_since is not None:
+                    since = more_since if since is None else min(since, more_since)
+        return count, since
+
     def release_all(self, worker_id: int) -> None:
         """The worker is gone."""
         for handle in list(self._by_id.values()):

@@ -25,6 +25,7 @@ import errno
 import os
 import socket
 import struct
+import time
 from collections import deque
 from typing import TYPE_CHECKING
 
@@ -46,7 +47,9 @@ _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 class _Slot:
     """One worker's handoff socket for this key, and what it holds untaken."""
 
-    __slots__ = ("active", "fd", "hungry", "in_flight", "queued", "rung", "sock", "worker_id")
+    __slots__ = (
+        "active", "fd", "hungry", "in_flight", "queued", "rung", "since", "sock", "worker_id",
+    )  # fmt: skip
 
     def __init__(self, worker_id: int, sock: socket.socket) -> None:
         self.worker_id = worker_id
@@ -57,6 +60,7 @@ class _Slot:
         self.hungry = False
         self.queued = False  # in the ring of hungry slots
         self.rung = False  # a doorbell is waiting for its answer
+        self.since = 0.0  # while in_flight: when the worker last made progress on it
 
 
 class RoundRobinHandle(Handle):
@@ -112,6 +116,15 @@ class RoundRobinHandle(Handle):
                 slot.active = False
                 self._unqueue(slot)
 
+    def untaken(self, worker_id: int) -> tuple[int, float | None]:
+        """How many connections the worker holds untaken, and since when it took none."""
+        count, since = 0, None
+        for slot in self._slots_of(worker_id):
+            if slot.in_flight:
+                count += len(slot.in_flight)
+                since = slot.since if since is None else min(since, slot.since)
+        return count, since
+
     def _slots_of(self, worker_id: int) -> list[_Slot]:
         return [slot for slot in self._slots if slot.worker_id == worker_id]
 
@@ -162,6 +175,8 @@ class RoundRobinHandle(Handle):
             except OSError:
                 self._close_slot(slot)  # its worker is gone: try the next one
                 continue
+            if not slot.in_flight:
+                slot.since = time.monotonic()
             slot.in_flight.append(fd)
             return
         self._waiting.append(fd)
@@ -179,6 +194,8 @@ class RoundRobinHandle(Handle):
             self._close_slot(slot)
             return
         in_flight = slot.in_flight
+        if in_flight:
+            slot.since = time.monotonic()
         for byte in data:
             if byte == TAKEN and in_flight:
                 os.close(in_flight.popleft())
