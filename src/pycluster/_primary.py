@@ -498,6 +498,7 @@ class Primary:
 
             sys.excepthook = excepthook
             atexit.register(self._at_exit)
+            self.registry.adopt_inherited(os.environ)
         self.loop.start()
 
     def _at_exit(self) -> None:

@@ -12,10 +12,11 @@ import dataclasses
 import errno
 import os
 import socket
-from collections.abc import Callable
+from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
 from .._settings import SchedulingPolicy
+from . import _activation
 from ._handles import Handle, Reply, open_socket
 from ._keys import Address, ListenKey
 from ._reuseport import ReusePortHandle
@@ -44,6 +45,8 @@ class Registry:
         self._by_key: dict[ListenKey, Handle] = {}
         self._by_id: dict[int, Handle] = {}
         self._next_id = 1
+        self._inherited: list[socket.socket] = []
+        self._inherited_taken = False
 
     def query(
         self, worker_id: int, op: str, args: dict[str, Any], on_listening: Callable[[Address], None]
@@ -87,18 +90,39 @@ class Registry:
             on_listening(handle.address)  # a datagram socket listens once bound, as in Node
         return reply
 
+    def adopt_inherited(self, environ: MutableMapping[str, str]) -> None:
+        """Take the sockets systemd passed (socket activation), once, before the first fork."""
+        if not self._inherited_taken:
+            self._inherited_taken = True
+            self._inherited = _activation.take(environ)
+
+    def _take_inherited(self, key: ListenKey) -> socket.socket | None:
+        for sock in self._inherited:
+            if key.port != 0 and _activation.matches(sock, key.family, key.type, key.sockaddr()):
+                self._inherited.remove(sock)
+                return sock
+        return None
+
     def _open(self, key: ListenKey) -> Handle:
         handle_id = self._next_id
-        if key.type == socket.SOCK_DGRAM:
-            handle: Handle = SharedHandle(handle_id, key, open_socket(key))
-        else:
-            policy = self._policy()
-            if policy is SchedulingPolicy.RR:
-                handle = RoundRobinHandle(handle_id, key, open_socket(key), loop=self._loop)
-            elif policy is SchedulingPolicy.REUSEPORT:
-                handle = ReusePortHandle(handle_id, key, open_socket(key, reuseport=True))
+        policy = self._policy()
+        inherited = self._take_inherited(key)
+        if inherited is not None:
+            # Kept for the next workers, whatever happens; under SCHED_REUSEPORT shared as
+            # under SCHED_NONE (the workers cannot join a socket they did not bind).
+            if key.type == socket.SOCK_STREAM and policy is SchedulingPolicy.RR:
+                handle: Handle = RoundRobinHandle(handle_id, key, inherited, loop=self._loop)
             else:
-                handle = SharedHandle(handle_id, key, open_socket(key))
+                handle = SharedHandle(handle_id, key, inherited)
+            handle.keep_when_unheld = True
+        elif key.type == socket.SOCK_DGRAM:
+            handle = SharedHandle(handle_id, key, open_socket(key))
+        elif policy is SchedulingPolicy.RR:
+            handle = RoundRobinHandle(handle_id, key, open_socket(key), loop=self._loop)
+        elif policy is SchedulingPolicy.REUSEPORT:
+            handle = ReusePortHandle(handle_id, key, open_socket(key, reuseport=True))
+        else:
+            handle = SharedHandle(handle_id, key, open_socket(key))
         self._next_id += 1
         self._by_id[handle_id] = handle
         # For port 0 the key carries the bind's index: other workers' binds with the same

@@ -1,18 +1,21 @@
-"""``pycluster run [OPTIONS] SCRIPT [ARGS...]`` / ``pycluster run [OPTIONS] -m MODULE [ARGS...]``.
-
-Runs an unmodified program as N workers sharing its ports. Only this module turns errors into
-exit codes.
+"""The ``pycluster`` command: ``run [OPTIONS] SCRIPT|-m MODULE [ARGS...]`` runs an unmodified
+program as N workers sharing its ports; ``status``, ``reload``, ``scale`` and ``stop`` talk to a
+running cluster through its control socket. Only this module turns errors into exit codes.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 
 from ._config import OPTIONS, Config, load_file, parse_bool, resolve
+from ._control import ControlError, control_dir, find, request
+from ._supervisor import Supervisor, format_table
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -50,6 +53,30 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("-w", dest="workers", metavar="N|auto", help="same as --workers")
     run.add_argument("-m", dest="module", metavar="MODULE", help="run a module, as python -m")
     run.add_argument("target", nargs=argparse.REMAINDER, metavar="SCRIPT [ARGS...]")
+    control = argparse.ArgumentParser(add_help=False)
+    control.add_argument(
+        "--name", help="the cluster to talk to (default: the only one running for this user)"
+    )
+    status = commands.add_parser(
+        "status", parents=[control], help="print each worker of a running cluster"
+    )
+    status.add_argument("--json", action="store_true", help="the same, as JSON")
+    status.add_argument(
+        "--watch", nargs="?", type=float, const=1.0, metavar="S",
+        help="refresh every S seconds (default 1) until Ctrl-C",
+    )  # fmt: skip
+    commands.add_parser(
+        "reload", parents=[control],
+        help="rolling reload (as SIGHUP), waiting until it is done",
+    )  # fmt: skip
+    scale = commands.add_parser(
+        "scale", parents=[control], help="set the number of workers: N, +N or -N"
+    )
+    scale.add_argument("workers", metavar="N|+N|-N")
+    stop = commands.add_parser(
+        "stop", parents=[control], help="stop gracefully (as SIGTERM), waiting until it is done"
+    )
+    stop.add_argument("--now", action="store_true", help="stop at once (as SIGQUIT)")
     return parser
 
 
@@ -59,6 +86,15 @@ def parse(
     """The configuration, the program to run (a path or ``-m module``) and its arguments."""
     parser = build_parser()
     options = parser.parse_args(list(argv))
+    return _run_options(parser, options, environ, cwd)
+
+
+def _run_options(
+    parser: argparse.ArgumentParser,
+    options: argparse.Namespace,
+    environ: dict[str, str] | None,
+    cwd: Path | None,
+) -> tuple[Config, str, list[str]]:
     if options.module:
         exec_, args = f"-m {options.module}", list(options.target)
     elif options.target:
@@ -77,10 +113,63 @@ def parse(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    config, exec_, args = parse(sys.argv[1:] if argv is None else argv)
-    from ._supervisor import Supervisor
+    parser = build_parser()
+    options = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    try:
+        if options.command == "run":
+            config, exec_, args = _run_options(parser, options, None, None)
 
-    return Supervisor(config, exec_, args).run()
+            return Supervisor(config, exec_, args).run()
+        return _control_command(options)
+    except ControlError as exc:
+        print(f"pycluster: {exc}", file=sys.stderr)
+        return 1
+
+
+def _control_command(options: argparse.Namespace) -> int:
+    """``status``, ``reload``, ``scale`` and ``stop``: one request to the control socket."""
+    path = find(options.name, control_dir())
+    if options.command == "status":
+        if options.watch is not None:
+            return _watch(path, options.watch, as_json=options.json)
+        answer = request(path, {"cmd": "status"})
+        if answer.get("ok"):
+            print(json.dumps(answer, indent=2) if options.json else format_table(answer))
+    elif options.command == "scale":
+        answer = request(path, {"cmd": "scale", "workers": options.workers})
+        if answer.get("ok"):
+            print(f"{path.stem}: {answer['workers']} workers")
+    elif options.command == "reload":
+        answer = request(path, {"cmd": "reload"}, timeout=None)
+        if answer.get("ok"):
+            print(f"{path.stem}: reloaded")
+    else:
+        answer = request(path, {"cmd": "stop", "now": options.now}, timeout=None)
+        if answer.get("ok"):
+            print(f"{path.stem}: stopped (exit code {answer['exit_code']})")
+    if not answer.get("ok"):
+        print(f"pycluster: {path.stem}: {answer.get('error')}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _watch(path: Path, interval: float, *, as_json: bool) -> int:
+    """Print the status again every ``interval`` seconds (a terminal is cleared first)."""
+    if not interval > 0:
+        raise ControlError(f"--watch: {interval!r} is not a positive number of seconds")
+    clear = "\x1b[H\x1b[2J" if sys.stdout.isatty() else ""
+    try:
+        while True:
+            try:
+                answer = request(path, {"cmd": "status"}, timeout=10)
+            except ControlError as exc:
+                print(f"{clear}pycluster: {exc}", flush=True)
+                return 1
+            text = json.dumps(answer) if as_json else format_table(answer)
+            print(clear + text, flush=True)
+            time.sleep(interval)
+    except KeyboardInterrupt:
+        return 0
 
 
 if __name__ == "__main__":

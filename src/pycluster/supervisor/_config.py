@@ -51,6 +51,26 @@ def _positive_float(value: str) -> float:
     return number
 
 
+def _non_negative_int(value: str) -> int:
+    number = int(value)
+    if number < 0:
+        raise ValueError("must be >= 0 (0 = off)")
+    return number
+
+
+def _non_negative_float(value: str) -> float:
+    number = float(value)
+    if not number >= 0:
+        raise ValueError("must be >= 0 (0 = off)")
+    return number
+
+
+def _name(value: str) -> str:
+    if value.startswith(".") or not all(c.isalnum() or c in "-_." for c in value):
+        raise ValueError("use letters, digits, '-', '_' and '.', not starting with '.'")
+    return value
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in choices:
@@ -101,7 +121,28 @@ OPTIONS = (
         "restart-window", _positive_float, "60", "seconds over which failures are counted", "S"
     ),
     Option("backoff-max", _positive_float, "10", "longest wait before a restart, seconds", "S"),
-    Option("name", str, "", "the cluster's name (for logs)", "NAME"),
+    Option(
+        "timeout", _non_negative_float, "0",
+        "kill and replace a worker whose server has not answered a heartbeat (or, under rr, "
+        "taken a handed-off connection) for S seconds; 0 = off", "S",
+    ),
+    Option(
+        "max-connections", _non_negative_int, "0",
+        "recycle a worker after it accepted N connections; 0 = off", "N",
+    ),
+    Option(
+        "max-connections-jitter", _non_negative_int, "0",
+        "add a random 0..J to each worker's --max-connections", "J",
+    ),
+    Option(
+        "max-memory", _non_negative_float, "0",
+        "recycle a worker whose resident memory stays above MB megabytes; 0 = off", "MB",
+    ),
+    Option(
+        "name", _name, "",
+        "the cluster's name: its control socket and log lines (default: the script's name)",
+        "NAME",
+    ),
     Option(
         "log-prefix", parse_bool, "false",
         "put [worker id:pid] before each line a worker prints", "BOOL",
@@ -121,6 +162,10 @@ class Config:
     max_restarts: int
     restart_window: float
     backoff_max: float
+    timeout: float
+    max_connections: int
+    max_connections_jitter: int
+    max_memory: float
     name: str
     log_prefix: bool
     pidfile: str

@@ -1,8 +1,9 @@
 """Keeps N workers running: restarts with backoff, a crash-loop guard, graceful stop, rolling
-reload and scaling, driven by signals.
+reload, recycling, hung-worker detection and scaling, driven by signals and the control socket.
 
-Everything happens on the thread that called ``run()``: signal handlers and cluster event
-handlers only put an event in a queue (gunicorn's arbiter shape), and the loop acts on it.
+Everything happens on the thread that called ``run()``: signal handlers, cluster event handlers
+and control requests only put an event in a queue (gunicorn's arbiter shape), and the loop acts
+on it. A tick (every second, or a quarter of ``--timeout``) pings the workers and samples them.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import heapq
 import itertools
 import os
 import queue
+import random
 import signal
 import sys
 import threading
@@ -23,11 +25,21 @@ from typing import Any, TextIO
 
 import pycluster as cluster
 
+from . import _procstat
 from ._config import Config
+from ._control import ControlServer, Reply, control_dir, default_name, socket_path
+from ._systemd import Notifier
 
 #: A worker that stayed up this long is healthy again: its slot's backoff starts over.
 STABLE_AFTER = 10.0
 FIRST_BACKOFF = 0.1
+TICK = 1.0
+#: Timers that still matter once the cluster is stopping.
+KEEP_WHEN_STOPPING = ("deadline", "then_kill")
+#: A worker killed as hung (SIGABRT, for its traceback) gets this long before SIGKILL.
+ABORT_GRACE = 3.0
+#: Consecutive samples over --max-memory before a worker is recycled.
+MEMORY_SAMPLES = 3
 HANDLED_SIGNALS = ("SIGTERM", "SIGINT", "SIGQUIT", "SIGHUP", "SIGTTIN", "SIGTTOU", "SIGUSR1")
 
 
@@ -47,8 +59,25 @@ class Running:
     worker: cluster.Worker
     slot: Slot
     started: float
-    ready: bool = False
+    ready_at: float | None = None
     stopping: bool = False  # we asked it to go: its exit is no failure
+    recycling: bool = False  # a replacement is (or will be) started for it
+    hung: bool = False  # killed for not answering
+    max_connections: int = 0
+    over_memory: int = 0  # consecutive samples over --max-memory
+    sample: _procstat.Sample | None = None
+    sampled_at: float = 0.0
+    cpu_percent: float | None = None
+
+    @property
+    def ready(self) -> bool:
+        return self.ready_at is not None
+
+    @property
+    def state(self) -> str:
+        if self.stopping:
+            return "stopping"
+        return "ready" if self.ready else "starting"
 
 
 class Supervisor:
@@ -70,6 +99,14 @@ class Supervisor:
         self.reload_waiting_for: int | None = None
         self._pending_old: Running | None = None
         self.restarts_pending = 0
+        self.reloading = False
+        self.reload_waiters: list[Reply] = []
+        self.stop_waiters: list[Reply] = []
+        self.started = time.monotonic()
+        self.name = config.name or default_name(exec_)
+        self.notifier = Notifier(os.environ)
+        self.announced_ready = False
+        self.control: ControlServer | None = None
 
     # -- public ---------------------------------------------------------------------------
 
@@ -82,19 +119,30 @@ class Supervisor:
         cluster.on("exit", lambda w, code, sig: self.events.put(("exit", (w, code, sig))))
         cluster.on("listening", lambda w, address: self.events.put(("listening", (w,))))
         cluster.on("message", lambda w, m, h: self.events.put(("message", (w, m))))
+        self.control = ControlServer(
+            socket_path(self.name, control_dir()),
+            lambda request, reply: self.events.put(("control", (request, reply))),
+        )
+        self.control.start()
         previous = self._install_signals()
         try:
             for number in range(self.config.workers):
                 self.slots.append(Slot(number))
                 self._start(self.slots[-1])
+            self._later(self._tick_interval(), self._tick)
             while self.running or self._restart_pending():
                 self._step()
         finally:
+            self.notifier.stopping()
             for name, handler in previous.items():
                 signal.signal(getattr(signal, name), handler)
             if self.config.pidfile:
                 Path(self.config.pidfile).unlink(missing_ok=True)
-        cluster.wait(self.config.graceful_timeout + 5)
+            self.control.close()
+            cluster.wait(self.config.graceful_timeout + 5)
+            for reply in self.stop_waiters:
+                reply({"ok": True, "stopped": True, "exit_code": self.exit_code})
+            self.notifier.close()
         return self.exit_code
 
     # -- the loop -------------------------------------------------------------------------
@@ -128,7 +176,10 @@ class Supervisor:
         worker = cluster.fork()
         if self.config.log_prefix:
             self._relay_output(worker)
-        running = Running(worker, slot, time.monotonic())
+        limit = self.config.max_connections
+        if limit:
+            limit += random.randint(0, self.config.max_connections_jitter)
+        running = Running(worker, slot, time.monotonic(), max_connections=limit)
         self.running[worker.id] = running
         self._later(self.config.ready_timeout, lambda: self._check_ready(running))
         return running
@@ -138,9 +189,7 @@ class Supervisor:
             self.log(f"worker {running.worker.id} not ready after {self.config.ready_timeout} s")
             self._stop(running)
             if self.reload_waiting_for == running.worker.id:
-                self.log("reload aborted: the new worker did not become ready")
-                self.reload_queue.clear()
-                self.reload_waiting_for = None
+                self._abort_replacements("the new worker did not become ready")
 
     def _on_listening(self, worker: cluster.Worker) -> None:
         if self.config.ready == "listening":
@@ -154,7 +203,8 @@ class Supervisor:
         running = self.running.get(worker.id)
         if running is None or running.ready:
             return
-        running.ready = True
+        running.ready_at = time.monotonic()
+        self._announce()
         if self.reload_waiting_for == worker.id:
             self.reload_waiting_for = None
             old, self._pending_old = self._pending_old, None
@@ -176,9 +226,8 @@ class Supervisor:
         kind = "boot failure: exited before it was ready" if not running.ready else "exited"
         self.log(f"worker {worker.id} (pid {worker.pid}) {kind} ({how}) after {uptime:.1f} s")
         if self.reload_waiting_for == worker.id:
-            self.log("reload aborted: the new worker failed")
-            self.reload_queue.clear()
-            self.reload_waiting_for = None
+            self._abort_replacements("the new worker failed")
+        self._announce()
         if self.stopping:
             return
         restart = self.config.restart == "always" or (
@@ -256,14 +305,18 @@ class Supervisor:
         elif name == "SIGTTOU":
             self._scale(-1)
         elif name == "SIGUSR1":
-            self.log(self.status_table())
+            self.log(format_table(self.status()))
 
     def _shutdown(self, *, graceful: bool) -> None:
         if self.stopping and graceful:
             return
         self.log("stopping all workers" + (" gracefully" if graceful else " now"))
         self.stopping = True
-        self.timers = [t for t in self.timers if getattr(t[2], "__name__", "") == "deadline"]
+        self.notifier.stopping()
+        self._abort_replacements("the cluster is stopping")
+        self.timers = [
+            t for t in self.timers if getattr(t[2], "__name__", "") in KEEP_WHEN_STOPPING
+        ]
         heapq.heapify(self.timers)
         self.restarts_pending = 0
         for running in list(self.running.values()):
@@ -271,11 +324,27 @@ class Supervisor:
                 self._stop(running, now=not graceful)
 
     def _reload(self) -> None:
-        if self.stopping or self.reload_queue or self.reload_waiting_for is not None:
+        if self.stopping or self.reloading:
             return
+        self.reloading = True
+        self.notifier.reloading()
         self.log(f"rolling reload of {len(self.running)} workers")
-        self.reload_queue.extend(w for w, r in self.running.items() if not r.stopping)
-        self._reload_next()
+        for wid, running in self.running.items():
+            if not running.stopping and not running.recycling:
+                running.recycling = True
+                self.reload_queue.append(wid)
+        if self.reload_waiting_for is None:
+            self._reload_next()
+
+    def _recycle(self, running: Running, why: str) -> None:
+        """Replace one worker the way a reload does: the new one first, then the old one goes."""
+        if running.recycling or running.stopping or self.stopping:
+            return
+        self.log(f"recycling worker {running.worker.id} (pid {running.worker.pid}): {why}")
+        running.recycling = True
+        self.reload_queue.append(running.worker.id)
+        if self.reload_waiting_for is None:
+            self._reload_next()
 
     def _reload_next(self) -> None:
         """Start the next replacement; once it is ready, the old worker is stopped."""
@@ -286,28 +355,157 @@ class Supervisor:
                 continue
             replacement = self._start(old.slot)
             if replacement is None:
-                self.reload_queue.clear()
+                self._abort_replacements("no replacement could be started")
                 return
             self.reload_waiting_for = replacement.worker.id
             self.reload_queue.popleft()
             self._pending_old = old
             return
-        if self.reload_waiting_for is None:
+        if self.reload_waiting_for is None and self.reloading:
+            self.reloading = False
             self.log("reload done")
+            self.notifier.ready(self._ready_status())
+            self._answer_reload({"ok": True, "reloaded": True})
+
+    def _abort_replacements(self, why: str) -> None:
+        if self.reload_queue or self.reload_waiting_for is not None or self.reloading:
+            self.log(f"reload aborted: {why}")
+        for wid in self.reload_queue:
+            if wid in self.running:
+                self.running[wid].recycling = False
+        if self._pending_old is not None:
+            self._pending_old.recycling = False
+        self.reload_queue.clear()
+        self.reload_waiting_for = None
+        self._pending_old = None
+        if self.reloading:
+            self.reloading = False
+            self.notifier.ready(self._ready_status())
+            self._answer_reload({"ok": False, "error": f"reload aborted: {why}"})
+
+    def _answer_reload(self, answer: dict[str, Any]) -> None:
+        waiters, self.reload_waiters = self.reload_waiters, []
+        for reply in waiters:
+            reply(answer)
 
     def _scale(self, delta: int) -> None:
+        """``delta`` workers more (or fewer); never fewer than one."""
         if self.stopping:
             return
-        if delta > 0:
+        target = max(1, len(self.slots) + delta)
+        if target == len(self.slots):
+            return
+        while len(self.slots) < target:
             self.slots.append(Slot(len(self.slots)))
             self._start(self.slots[-1])
-            self.log(f"scaled up to {len(self.slots)} workers")
-        elif len(self.slots) > 1:
+        while len(self.slots) > target:
             slot = self.slots.pop()
             for running in list(self.running.values()):
                 if running.slot is slot:
                     self._stop(running)
-            self.log(f"scaled down to {len(self.slots)} workers")
+        self.log(f"scaled {'up' if delta > 0 else 'down'} to {len(self.slots)} workers")
+        self._announce()
+
+    # -- the tick: heartbeats, recycling, samples -----------------------------------------------
+
+    def _tick_interval(self) -> float:
+        timeout = self.config.timeout
+        return min(TICK, max(timeout / 4, 0.05)) if timeout else TICK
+
+    def _tick(self) -> None:
+        now = time.monotonic()
+        for running in list(self.running.values()):
+            worker = running.worker
+            worker.ping()
+            self._sample(running, now)
+            if running.stopping or not running.ready or running.hung:
+                continue
+            self._check_hung(running, now)
+            stats = worker.stats
+            if running.max_connections and stats.connections >= running.max_connections:
+                self._recycle(running, f"accepted {stats.connections} connections")
+            limit = self.config.max_memory
+            if limit and running.sample is not None:
+                over = running.sample.rss > limit * 1024 * 1024
+                running.over_memory = running.over_memory + 1 if over else 0
+                if running.over_memory >= MEMORY_SAMPLES:
+                    self._recycle(
+                        running,
+                        f"resident memory {running.sample.rss / 2**20:.0f} MB over {limit:g} MB",
+                    )
+        if not self.stopping or self.running:
+            self._later(self._tick_interval(), self._tick)
+
+    def _check_hung(self, running: Running, now: float) -> None:
+        timeout = self.config.timeout
+        if not timeout:
+            return
+        stats = running.worker.stats
+        assert running.ready_at is not None
+        silent = now - max(stats.last_beat or 0.0, running.ready_at)
+        why = ""
+        if silent > timeout:
+            why = f"its server did not answer a heartbeat for {silent:.1f} s"
+        elif stats.untaken_since is not None and now - stats.untaken_since > timeout:
+            why = (
+                f"it held {stats.untaken} handed-off connection(s) without taking one for "
+                f"{now - stats.untaken_since:.1f} s"
+            )
+        if not why:
+            return
+        worker = running.worker
+        self.log(
+            f"worker {worker.id} (pid {worker.pid}) is hung: {why}; "
+            "SIGABRT (its traceback goes to its stderr), then a new worker"
+        )
+        running.hung = True
+        worker.kill("SIGABRT")
+
+        def then_kill() -> None:
+            if worker.id in self.running and not worker.is_dead():
+                worker.kill("SIGKILL")
+
+        self._later(ABORT_GRACE, then_kill)
+
+    def _sample(self, running: Running, now: float) -> None:
+        pid = running.worker.pid
+        if pid is None:
+            return
+        sample = _procstat.sample(pid)
+        if sample is None:
+            return
+        previous, then = running.sample, running.sampled_at
+        if previous is not None and now > then:
+            running.cpu_percent = max(0.0, (sample.cpu - previous.cpu) / (now - then) * 100)
+        running.sample, running.sampled_at = sample, now
+
+    # -- control requests -----------------------------------------------------------------------
+
+    def _on_control(self, request: dict[str, Any], reply: Reply) -> None:
+        command = request["cmd"]
+        if command == "status":
+            reply({"ok": True, **self.status()})
+        elif command == "reload":
+            if self.stopping:
+                reply({"ok": False, "error": "the cluster is stopping"})
+                return
+            self.reload_waiters.append(reply)
+            self._reload()
+        elif command == "scale":
+            value = request.get("workers")
+            try:
+                target = parse_scale(value, len(self.slots))
+            except ValueError as exc:
+                reply({"ok": False, "error": str(exc)})
+                return
+            if self.stopping:
+                reply({"ok": False, "error": "the cluster is stopping"})
+                return
+            self._scale(target - len(self.slots))
+            reply({"ok": True, "workers": len(self.slots)})
+        elif command == "stop":
+            self.stop_waiters.append(reply)
+            self._shutdown(graceful=not request.get("now"))
 
     @staticmethod
     def _relay_output(worker: cluster.Worker) -> None:
@@ -331,17 +529,100 @@ class Supervisor:
 
     # -- reporting --------------------------------------------------------------------------
 
-    def status_table(self) -> str:
-        lines = [f"{'id':>4} {'pid':>8} {'state':<12} {'uptime':>8} {'restarts':>8}"]
+    def status(self) -> dict[str, Any]:
+        """The cluster and each worker, for ``pycluster status`` (``--json``) and SIGUSR1."""
         now = time.monotonic()
+        workers = []
         for wid, running in sorted(self.running.items()):
-            state = "stopping" if running.stopping else ("ready" if running.ready else "starting")
-            lines.append(
-                f"{wid:>4} {running.worker.pid or 0:>8} {state:<12} "
-                f"{now - running.started:>7.1f}s {running.slot.restarts:>8}"
+            stats = running.worker.stats
+            workers.append(
+                {
+                    "id": wid,
+                    "pid": running.worker.pid,
+                    "state": running.state,
+                    "uptime": round(now - running.started, 3),
+                    "restarts": running.slot.restarts,
+                    "connections": stats.connections,
+                    "open_connections": stats.open_connections,
+                    "cpu_percent": (
+                        None if running.cpu_percent is None else round(running.cpu_percent, 1)
+                    ),
+                    "rss": running.sample.rss if running.sample is not None else None,
+                }
             )
-        return "\n".join(lines)
+        return {
+            "name": self.name,
+            "pid": os.getpid(),
+            "sched": self.config.sched,
+            "target": len(self.slots),
+            "ready": sum(r.ready and not r.stopping for r in self.running.values()),
+            "uptime": round(now - self.started, 3),
+            "reloading": self.reloading,
+            "stopping": self.stopping,
+            "workers": workers,
+        }
+
+    def _ready_status(self) -> str:
+        ready = sum(r.ready and not r.stopping for r in self.running.values())
+        return f"{ready}/{len(self.slots)} workers ready"
+
+    def _announce(self) -> None:
+        """Tell systemd: READY=1 once the first generation is ready, then the count."""
+        if self.stopping:
+            return
+        text = self._ready_status()
+        ready = sum(r.ready and not r.stopping for r in self.running.values())
+        if not self.announced_ready and ready >= len(self.slots):
+            self.announced_ready = True
+            self.notifier.ready(text)
+        else:
+            self.notifier.status(text)
 
     def log(self, text: str) -> None:
-        prefix = f"pycluster[{self.config.name or os.getpid()}]: "
+        prefix = f"pycluster[{self.name}]: "
         print(prefix + text.replace("\n", "\n" + prefix), file=self.log_stream, flush=True)
+
+
+def parse_scale(value: object, current: int) -> int:
+    """The number of workers ``N``, ``+N`` or ``-N`` asks for; ``ValueError`` naming the value."""
+    text = str(value).strip()
+    try:
+        number = int(text)
+    except ValueError:
+        raise ValueError(f"scale: {value!r} is not N, +N or -N (an integer)") from None
+    target = current + number if text[:1] in "+-" else number
+    if target < 1:
+        raise ValueError(f"scale: {value!r} would leave {target} workers; at least 1 is needed")
+    return target
+
+
+def format_table(status: dict[str, Any]) -> str:
+    """The status as the table ``pycluster status`` prints."""
+    head = (
+        f"{status['name']} (pid {status['pid']}, {status['sched']}): "
+        f"{status['ready']}/{status['target']} workers ready, up {_duration(status['uptime'])}"
+        + (", reloading" if status["reloading"] else "")
+        + (", stopping" if status["stopping"] else "")
+    )
+    lines = [
+        head,
+        f"{'id':>4} {'pid':>8} {'state':<9} {'uptime':>8} {'restarts':>8} {'conns':>8} "
+        f"{'open':>6} {'cpu %':>6} {'rss MB':>8}",
+    ]
+    for w in status["workers"]:
+        cpu = "-" if w["cpu_percent"] is None else f"{w['cpu_percent']:.1f}"
+        rss = "-" if w["rss"] is None else f"{w['rss'] / 2**20:.1f}"
+        lines.append(
+            f"{w['id']:>4} {w['pid'] or 0:>8} {w['state']:<9} {_duration(w['uptime']):>8} "
+            f"{w['restarts']:>8} {w['connections']:>8} {w['open_connections']:>6} "
+            f"{cpu:>6} {rss:>8}"
+        )
+    return "\n".join(lines)
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 60:
+        return f"{seconds:.0f}s"
+    if seconds < 3600:
+        return f"{seconds // 60:.0f}m{seconds % 60:02.0f}s"
+    return f"{seconds // 3600:.0f}h{seconds % 3600 // 60:02.0f}m"
