@@ -10,12 +10,15 @@ from __future__ import annotations
 import json
 import os
 import queue
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
+import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -211,6 +214,91 @@ class LiveCluster:
             except (ProcessLookupError, PermissionError):
                 self.proc.kill()
         self.proc.wait(10)
+
+
+class Supervised:
+    """``pycluster run`` in the background, its stderr log collected."""
+
+    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
+        # A control directory of its own: clusters of other tests never share a name.
+        self.runtime_dir = tempfile.mkdtemp(prefix="pycluster-test-")
+        self.env = {**os.environ, "XDG_RUNTIME_DIR": self.runtime_dir, **(env or {})}
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pycluster", "run", *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env=self.env,
+            start_new_session=True,
+        )
+        self.out: list[str] = []
+        self.log: list[str] = []
+        self.changed = threading.Condition()
+        for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.log)):
+            threading.Thread(target=self._pump, args=(stream, into), daemon=True).start()
+
+    def _pump(self, stream: object, into: list[str]) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            with self.changed:
+                into.append(line)
+                self.changed.notify_all()
+
+    def wait_for(self, predicate: object, timeout: float = 30) -> None:
+        with self.changed:
+            assert self.changed.wait_for(predicate, timeout), (self.out, self.log)  # type: ignore[arg-type]
+
+    def pids(self) -> list[int]:
+        return [int(line.split(":")[0]) for line in self.out if "listening on" in line]
+
+    def port(self) -> int:
+        return int(self.out[-1].rsplit(":", 1)[1].strip("/\n"))
+
+    def command(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        """Run ``pycluster ARGS...`` (status, reload, ...) against this cluster."""
+        return subprocess.run(
+            [sys.executable, "-m", "pycluster", *args],
+            capture_output=True,
+            text=True,
+            env=self.env,
+            timeout=timeout,
+        )
+
+    def logged(self, text: str) -> bool:
+        return any(text in line for line in self.log)
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(10)
+        shutil.rmtree(self.runtime_dir, ignore_errors=True)
+
+
+class Load:
+    """Client threads sending HTTP GETs (a new connection each) until stopped; every request is
+    counted, served or failed."""
+
+    def __init__(self, port: int, *, threads: int = 4, path: str = "/") -> None:
+        self.url = f"http://127.0.0.1:{port}{path}"
+        self.served: list[str] = []  # the X-Worker-Pid of each answer
+        self.failures: list[BaseException] = []
+        self._done = threading.Event()
+        self._threads = [threading.Thread(target=self._client) for _ in range(threads)]
+        for thread in self._threads:
+            thread.start()
+
+    def _client(self) -> None:
+        while not self._done.is_set():
+            try:
+                with urllib.request.urlopen(self.url, timeout=20) as response:
+                    response.read()
+                    self.served.append(str(response.headers["X-Worker-Pid"]))
+            except Exception as exc:
+                self.failures.append(exc)
+
+    def stop(self) -> None:
+        self._done.set()
+        for thread in self._threads:
+            thread.join(30)
 
 
 def pid_alive(pid: int) -> bool:

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from pycluster.supervisor._cli import parse
-from tests.clusterkit import pid_alive, wait_until
+from tests.clusterkit import Supervised, pid_alive, wait_until
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -79,53 +79,13 @@ def test_unknown_file_setting(tmp_path: Path, capsys: pytest.CaptureFixture[str]
     assert "unknown setting 'wrokers'" in capsys.readouterr().err
 
 
-class Running:
-    """``pycluster run`` in the background, its stderr log collected."""
-
-    def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pycluster", "run", *args],
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            env={**os.environ, **(env or {})},
-            start_new_session=True,
-        )
-        self.out: list[str] = []
-        self.log: list[str] = []
-        self.changed = threading.Condition()
-        for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.log)):
-            threading.Thread(target=self._pump, args=(stream, into), daemon=True).start()
-
-    def _pump(self, stream: object, into: list[str]) -> None:
-        for line in stream:  # type: ignore[attr-defined]
-            with self.changed:
-                into.append(line)
-                self.changed.notify_all()
-
-    def wait_for(self, predicate: object, timeout: float = 30) -> None:
-        with self.changed:
-            assert self.changed.wait_for(predicate, timeout), (self.out, self.log)  # type: ignore[arg-type]
-
-    def pids(self) -> list[int]:
-        return [int(line.split(":")[0]) for line in self.out if "listening on" in line]
-
-    def port(self) -> int:
-        return int(self.out[-1].rsplit(":", 1)[1].strip("/\n"))
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(10)
-
-
 def get(port: int) -> str:
     with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10) as response:
         return str(response.headers["X-Worker-Pid"])
 
 
 def test_run_serves_and_stops_gracefully_on_sigterm() -> None:
-    cluster = Running("-w", "2", str(EXAMPLES / "server.py"), env={"PORT": "0"})
+    cluster = Supervised("-w", "2", str(EXAMPLES / "server.py"), env={"PORT": "0"})
     try:
         cluster.wait_for(lambda: len(cluster.pids()) == 2)
         assert get(cluster.port()) in {str(p) for p in cluster.pids()}
@@ -153,7 +113,7 @@ def test_crash_loop_guard_and_boot_failure(tmp_path: Path) -> None:
 
 
 def test_rolling_reload_under_load_loses_no_request() -> None:
-    cluster = Running("-w", "2", str(EXAMPLES / "server.py"), env={"PORT": "0"})
+    cluster = Supervised("-w", "2", str(EXAMPLES / "server.py"), env={"PORT": "0"})
     try:
         cluster.wait_for(lambda: len(cluster.pids()) == 2)
         port = cluster.port()
@@ -192,7 +152,7 @@ def test_rolling_reload_under_load_loses_no_request() -> None:
 
 
 def test_scale_up_and_down_with_ttin_ttou() -> None:
-    cluster = Running("-w", "1", str(EXAMPLES / "server.py"), env={"PORT": "0"})
+    cluster = Supervised("-w", "1", str(EXAMPLES / "server.py"), env={"PORT": "0"})
     try:
         cluster.wait_for(lambda: len(cluster.pids()) == 1)
         cluster.proc.send_signal(signal.SIGTTIN)
@@ -211,7 +171,7 @@ def test_scale_up_and_down_with_ttin_ttou() -> None:
 
 def test_log_prefix_and_pidfile(tmp_path: Path) -> None:
     pidfile = tmp_path / "cluster.pid"
-    cluster = Running(
+    cluster = Supervised(
         "-w", "2", "--log-prefix", "--pidfile", str(pidfile), str(EXAMPLES / "server.py"),
         env={"PORT": "0"},
     )  # fmt: skip

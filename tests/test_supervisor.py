@@ -1,0 +1,406 @@
+"""``pycluster run`` beyond signals: the control socket and its commands, hung workers, recycling,
+systemd's notify protocol and socket activation, each against a real cluster serving HTTP."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import textwrap
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from pycluster.supervisor._control import ControlError, ControlServer, _private_dir
+from pycluster.supervisor._supervisor import parse_scale
+from tests.clusterkit import Load, Supervised, wait_until
+
+pytestmark = pytest.mark.timeout(120)
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+SERVER = str(EXAMPLES / "server.py")
+
+
+def status(cluster: Supervised) -> dict[str, object]:
+    done = cluster.command("status", "--json")
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)  # type: ignore[no-any-return]
+
+
+def test_parse_scale() -> None:
+    assert [parse_scale(v, 3) for v in ("5", "+2", "-2", " 1 ")] == [5, 5, 1, 1]
+    with pytest.raises(ValueError, match="'-3' would leave 0 workers"):
+        parse_scale("-3", 3)
+    with pytest.raises(ValueError, match="'many' is not N, \\+N or -N"):
+        parse_scale("many", 3)
+
+
+def test_control_dir_must_be_private(tmp_path: Path) -> None:
+    loose = tmp_path / "loose"
+    loose.mkdir(mode=0o755)
+    loose.chmod(0o755)
+    with pytest.raises(ControlError, match="has mode 755; it must be 700"):
+        _private_dir(loose)
+    link = tmp_path / "link"
+    link.symlink_to(tmp_path)
+    with pytest.raises(ControlError, match="not a directory"):
+        _private_dir(link)
+
+
+def test_a_second_cluster_of_the_same_name_is_refused(tmp_path: Path) -> None:
+    directory = tmp_path / "pycluster"
+    first = ControlServer(directory / "app.sock", lambda request, reply: reply({"ok": True}))
+    first.start()
+    try:
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700
+        assert stat.S_IMODE((directory / "app.sock").stat().st_mode) == 0o600
+        with pytest.raises(ControlError, match="a cluster named 'app' is already running"):
+            ControlServer(directory / "app.sock", lambda request, reply: None)
+    finally:
+        first.close()
+    # a stale socket (its cluster was killed) is replaced
+    stale = socket.socket(socket.AF_UNIX)
+    stale.bind(str(directory / "app.sock"))
+    stale.close()
+    ControlServer(directory / "app.sock", lambda request, reply: None).close()
+
+
+def test_status_scale_reload_stop_commands() -> None:
+    cluster = Supervised("-w", "2", SERVER, env={"PORT": "0"})
+    try:
+        cluster.wait_for(lambda: len(cluster.pids()) == 2)
+        control = Path(cluster.runtime_dir) / "pycluster" / "server.sock"
+        assert stat.S_IMODE(control.stat().st_mode) == 0o600
+        assert stat.S_IMODE(control.parent.stat().st_mode) == 0o700
+        port = cluster.port()
+        for _ in range(5):
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read()
+        assert wait_until(
+            lambda: sum(w["connections"] for w in status(cluster)["workers"]) == 5,  # type: ignore[attr-defined]
+            timeout=10,
+        )
+        state = status(cluster)
+        assert (state["name"], state["target"], state["ready"]) == ("server", 2, 2)
+        table = cluster.command("status").stdout
+        assert "2/2 workers ready" in table, table
+        assert "rss MB" in table, table
+
+        done = cluster.command("scale", "+1")
+        assert (done.returncode, done.stdout.strip()) == (0, "server: 3 workers")
+        assert wait_until(lambda: status(cluster)["ready"] == 3, timeout=30)
+        done = cluster.command("scale", "--name", "server", "-5")
+        assert done.returncode == 1
+        assert "'-5' would leave -2 workers" in done.stderr
+        assert cluster.command("scale", "2").returncode == 0
+
+        load = Load(port)
+        assert wait_until(lambda: len(load.served) > 20, timeout=30)
+        done = cluster.command("reload")
+        assert (done.returncode, done.stdout.strip()) == (0, "server: reloaded"), done.stderr
+        ready = status(cluster)
+        load.stop()
+        assert load.failures == []
+        assert ready["ready"] == 2
+        assert all(w["id"] > 3 for w in ready["workers"])  # type: ignore[attr-defined]
+
+        assert "no cluster named 'other'" in cluster.command("status", "--name", "other").stderr
+        done = cluster.command("stop")
+        assert (done.returncode, done.stdout.strip()) == (0, "server: stopped (exit code 0)")
+        assert cluster.proc.wait(30) == 0
+        assert not control.exists()
+    finally:
+        cluster.stop()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to run a client as nobody")
+def test_control_socket_refuses_another_user() -> None:
+    cluster = Supervised("-w", "1", SERVER, env={"PORT": "0"})
+    try:
+        cluster.wait_for(lambda: len(cluster.pids()) == 1)
+        control = Path(cluster.runtime_dir) / "pycluster" / "server.sock"
+        # Open the way on purpose, so that only SO_PEERCRED stands between nobody and the socket.
+        os.chmod(cluster.runtime_dir, 0o755)
+        os.chmod(control.parent, 0o755)
+        os.chmod(control, 0o666)
+        client = textwrap.dedent(f"""
+            import socket
+            s = socket.socket(socket.AF_UNIX)
+            s.connect({str(control)!r})
+            s.sendall(b'{{"cmd": "stop"}}\\n')
+            print(s.recv(4096).decode())
+        """)
+        done = subprocess.run(
+            ["/usr/bin/python3", "-c", client], user="nobody", capture_output=True, text=True,
+            timeout=30, cwd="/",
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        answer = json.loads(done.stdout)
+        assert answer["ok"] is False
+        assert answer["error"].startswith("refused: uid 65534")
+        assert status(cluster)["ready"] == 1  # still running, nothing stopped
+    finally:
+        cluster.stop()
+
+
+HANGING_APP = """
+import os, sys, time
+from http.server import BaseHTTPRequestHandler, HTTPServer
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if self.path == "/hang":
+            time.sleep(600)
+        self.send_response(200)
+        self.send_header("X-Worker-Pid", str(os.getpid()))
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+server = HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+print(f"{os.getpid()}: listening on http://127.0.0.1:{server.server_address[1]}/", flush=True)
+server.serve_forever()
+"""
+
+
+def test_a_hung_worker_is_killed_with_a_traceback_and_replaced(tmp_path: Path) -> None:
+    app = tmp_path / "hang.py"
+    app.write_text(HANGING_APP)
+    cluster = Supervised("-w", "2", "--timeout", "1", str(app), env={"PORT": "0"})
+    try:
+        cluster.wait_for(lambda: len(cluster.pids()) == 2)
+        port = cluster.port()
+        load = Load(port, threads=2)
+        hung = Load(port, threads=1, path="/hang")
+        cluster.wait_for(lambda: cluster.logged("is hung: its server did not answer"))
+        cluster.wait_for(lambda: cluster.logged("exited (signal SIGABRT)"))
+        cluster.wait_for(lambda: len(cluster.pids()) >= 3)
+        hung.stop()
+        served = len(load.served)
+        assert wait_until(lambda: len(load.served) > served + 20, timeout=30)
+        load.stop()
+        assert load.failures == []
+        log = "".join(cluster.log)
+        assert "Fatal Python error: Aborted" in log
+        assert "in do_GET" in log  # faulthandler's traceback of the stuck thread
+    finally:
+        cluster.stop()
+
+
+LEAKY_APP = """
+import os
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+leak = []
+
+class Handler(BaseHTTPRequestHandler):
+    def do_GET(self):
+        if len(leak) < 60:
+            leak.append(bytearray(5 * 2**20))  # 5 MB more per request, up to 300 MB
+        self.send_response(200)
+        self.send_header("X-Worker-Pid", str(os.getpid()))
+        self.send_header("Content-Length", "2")
+        self.end_headers()
+        self.wfile.write(b"ok")
+
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
+print(f"{os.getpid()}: listening on http://127.0.0.1:{server.server_address[1]}/", flush=True)
+server.serve_forever()
+"""
+
+
+@pytest.mark.parametrize(
+    ("options", "why"),
+    [
+        (["--max-connections", "40", "--max-connections-jitter", "10"], "connections"),
+        (["--max-memory", "150"], "resident memory"),
+    ],
+)
+def test_recycling_loses_no_request(tmp_path: Path, options: list[str], why: str) -> None:
+    app = tmp_path / "leaky.py"
+    app.write_text(LEAKY_APP)
+    cluster = Supervised("-w", "2", *options, str(app), env={"PORT": "0"})
+    try:
+        cluster.wait_for(lambda: len(cluster.pids()) == 2)
+        load = Load(cluster.port())
+        cluster.wait_for(lambda: sum("recycling worker" in line for line in cluster.log) >= 3)
+        cluster.wait_for(lambda: sum("stopped (code 0)" in line for line in cluster.log) >= 3)
+        load.stop()
+        assert load.failures == []
+        recycled = [line for line in cluster.log if "recycling worker" in line]
+        assert all(why in line for line in recycled), recycled
+        assert len(set(load.served)) >= 4  # the new workers served too
+    finally:
+        cluster.stop()
+
+
+def test_systemd_notify(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(
+        "import os, runpy\n"
+        "print(os.getpid(), 'NOTIFY_SOCKET', os.environ.get('NOTIFY_SOCKET'), flush=True)\n"
+        f"runpy.run_path({SERVER!r}, run_name='__main__')\n"
+    )
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(tmp_path / "notify"))
+    listener.settimeout(30)
+    cluster = Supervised(
+        "-w", "2", str(app), env={"PORT": "0", "NOTIFY_SOCKET": str(tmp_path / "notify")}
+    )
+
+    def next_ready() -> list[str]:
+        while True:
+            fields = listener.recv(4096).decode().split("\n")
+            if "READY=1" in fields:
+                return fields
+
+    try:
+        assert next_ready() == ["READY=1", "STATUS=2/2 workers ready"]
+        cluster.wait_for(lambda: len(cluster.pids()) == 2)
+        assert all("NOTIFY_SOCKET None" in line for line in cluster.out if "NOTIFY" in line)
+        cluster.proc.send_signal(signal.SIGHUP)
+        fields = listener.recv(4096).decode().split("\n")
+        while "RELOADING=1" not in fields:
+            fields = listener.recv(4096).decode().split("\n")
+        assert fields[1].startswith("MONOTONIC_USEC=")
+        assert next_ready() == ["READY=1", "STATUS=2/2 workers ready"]
+        cluster.proc.send_signal(signal.SIGTERM)
+        fields = listener.recv(4096).decode().split("\n")
+        while "STOPPING=1" not in fields:
+            fields = listener.recv(4096).decode().split("\n")
+        assert cluster.proc.wait(30) == 0
+    finally:
+        cluster.stop()
+        listener.close()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def get_pid(port: int) -> str:
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=20) as response:
+        return str(response.headers["X-Worker-Pid"])
+
+
+@pytest.mark.skipif(
+    shutil.which("systemd-socket-activate") is None,
+    reason="systemd-socket-activate is not installed (.ci/run installs Debian's systemd)",
+)
+def test_socket_activation_with_systemd_socket_activate(tmp_path: Path) -> None:
+    port = free_port()
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    src = str(Path(__file__).resolve().parent.parent / "src")
+    proc = subprocess.Popen(
+        [
+            "systemd-socket-activate", "-l", f"127.0.0.1:{port}",
+            "-E", "HOST=127.0.0.1", "-E", "PORT=" + str(port), "-E", f"PYTHONPATH={src}",
+            "-E", f"XDG_RUNTIME_DIR={runtime}",
+            sys.executable, "-m", "pycluster", "run", "-w", "2", SERVER,
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    try:
+        # The first client starts the cluster, and waits in the backlog until a worker serves it.
+        assert wait_until(lambda: _connects(port), timeout=20)
+        pids = {get_pid(port) for _ in range(20)}
+        assert len(pids) == 2, pids
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def _connects(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+    except OSError:
+        return False
+    return True
+
+
+HOLDER = """
+import os, socket, subprocess, sys
+# Holds the port like a .socket unit: every cluster started gets it as LISTEN_FDS=1 on fd 3.
+listener = socket.create_server(("127.0.0.1", 0))
+os.environ["PORT"] = str(listener.getsockname()[1])  # where the program binds: the held socket
+print(os.environ["PORT"], flush=True)
+os.dup2(listener.fileno(), 3, inheritable=True)
+for line in sys.stdin:
+    subprocess.run(
+        ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"', sys.executable, "-m",
+         "pycluster", "run", "-w", "2", sys.argv[1]],
+        pass_fds=(3,), check=False,
+    )
+    print("cluster ended", flush=True)
+"""
+
+
+def test_socket_activation_holds_the_port_across_restarts(tmp_path: Path) -> None:
+    holder_script = tmp_path / "holder.py"
+    holder_script.write_text(HOLDER)
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    holder = subprocess.Popen(
+        [sys.executable, str(holder_script), SERVER],
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, start_new_session=True,
+        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime), "HOST": "127.0.0.1"},
+    )  # fmt: skip
+    assert holder.stdin is not None
+    assert holder.stdout is not None
+    try:
+        port = int(holder.stdout.readline())
+        holder.stdin.write("start\n")
+        holder.stdin.flush()
+        first = {get_pid(port) for _ in range(10)}
+        # While no cluster runs, a client waits in the held socket's backlog: not refused.
+        os.kill(int(status_pid(runtime)), signal.SIGTERM)
+        while holder.stdout.readline().strip() != "cluster ended":
+            pass  # the workers' own lines
+        waiting = socket.create_connection(("127.0.0.1", port), timeout=30)
+        waiting.sendall(b"GET / HTTP/1.0\r\n\r\n")
+        holder.stdin.write("start\n")
+        holder.stdin.flush()
+        answer = waiting.recv(4096)
+        assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+        second = {get_pid(port) for _ in range(10)}
+        assert first.isdisjoint(second)
+        assert len(second) == 2
+    finally:
+        os.killpg(holder.pid, signal.SIGKILL)
+        holder.wait(10)
+
+
+def status_pid(runtime: Path) -> str:
+    """The pid of the running cluster, asked through its control socket."""
+
+    def ask() -> str | None:
+        done = subprocess.run(
+            [sys.executable, "-m", "pycluster", "status", "--json"],
+            capture_output=True, text=True, timeout=30,
+            env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
+        )  # fmt: skip
+        if done.returncode != 0:
+            return None
+        return str(json.loads(done.stdout)["pid"])
+
+    assert wait_until(lambda: ask() is not None, timeout=30)
+    pid = ask()
+    assert pid is not None
+    return pid
