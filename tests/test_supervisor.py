@@ -379,6 +379,7 @@ def test_socket_activation_holds_the_port_across_restarts(tmp_path: Path) -> Non
         holder.stdin.flush()
         answer = waiting.recv(4096)
         assert answer.startswith(b"HTTP/1.1 200 OK"), answer
+        assert wait_until(lambda: cluster_status(runtime).get("ready") == 2, timeout=30)
         second = {get_pid(port) for _ in range(10)}
         assert first.isdisjoint(second)
         assert len(second) == 2
@@ -387,20 +388,17 @@ def test_socket_activation_holds_the_port_across_restarts(tmp_path: Path) -> Non
         holder.wait(10)
 
 
+def cluster_status(runtime: Path) -> dict[str, object]:
+    """``pycluster status --json`` of the cluster running with this runtime dir ({} if none)."""
+    done = subprocess.run(
+        [sys.executable, "-m", "pycluster", "status", "--json"],
+        capture_output=True, text=True, timeout=30,
+        env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
+    )  # fmt: skip
+    return json.loads(done.stdout) if done.returncode == 0 else {}
+
+
 def status_pid(runtime: Path) -> str:
     """The pid of the running cluster, asked through its control socket."""
-
-    def ask() -> str | None:
-        done = subprocess.run(
-            [sys.executable, "-m", "pycluster", "status", "--json"],
-            capture_output=True, text=True, timeout=30,
-            env={**os.environ, "XDG_RUNTIME_DIR": str(runtime)},
-        )  # fmt: skip
-        if done.returncode != 0:
-            return None
-        return str(json.loads(done.stdout)["pid"])
-
-    assert wait_until(lambda: ask() is not None, timeout=30)
-    pid = ask()
-    assert pid is not None
-    return pid
+    assert wait_until(lambda: cluster_status(runtime).get("ready") == 2, timeout=30)
+    return str(cluster_status(runtime)["pid"])

@@ -13,7 +13,9 @@ This is what makes it better than Node's round robin:
   busy or stuck in a handler is skipped, and no client queues behind it;
 - the primary keeps its copy of each connection until the worker took it: if the worker dies or
   closes its server first, the connection goes to another worker instead of being lost;
-- when no worker is free the primary stops accepting and the kernel's backlog holds the clients;
+- when no worker is free the primary keeps accepting, up to ``WAITING_MAX`` connections that
+  wait in order for the next hungry worker (then the kernel's backlog holds the rest): a burst
+  never overflows the program's small listen backlog;
 - per connection the primary makes a few system calls (accept4, sendmsg, a share of a recv for
   the answers, close) and keeps no Python object beyond the descriptor number: hungry workers
   wait in a ring, so choosing one is O(1).
@@ -36,6 +38,10 @@ if TYPE_CHECKING:
 
 #: Most connections accepted per readiness event of the listening socket.
 ACCEPT_BATCH = 64
+#: Most connections the primary holds while no worker is ready for them (then the kernel's
+#: backlog holds the rest). The program's own backlog is often tiny (socketserver's is 5): left
+#: in the kernel's queue, a burst overflows it and clients wait seconds for a SYN-ACK resend.
+WAITING_MAX = 4096
 HANDOFF = b"c"
 DOORBELL = b"d"
 TAKEN = ord("a")
@@ -141,16 +147,11 @@ class RoundRobinHandle(Handle):
     # -- the hot path -----------------------------------------------------------------------
 
     def _on_acceptable(self) -> None:
-        if not self._ring:
-            self._ring_doorbells()
-            self._pause()
-            return
         accept = self.sock._accept  # type: ignore[attr-defined]
+        waiting = self._waiting
         for _ in range(ACCEPT_BATCH):
-            if not self._ring:
-                # Stay registered: a worker usually says it is hungry again before the next
-                # client comes, and pausing now would cost two epoll_ctl calls per connection.
-                # If a client comes first, the entry above rings and pauses.
+            if len(waiting) >= WAITING_MAX:
+                self._pause()  # resumes when workers have taken some
                 return
             try:
                 fd, _ = accept()
@@ -180,8 +181,8 @@ class RoundRobinHandle(Handle):
             slot.in_flight.append(fd)
             return
         self._waiting.append(fd)
-        self._ring_doorbells()
-        self._pause()
+        if len(self._waiting) == 1:
+            self._ring_doorbells()
 
     def _on_answer(self, slot: _Slot) -> None:
         try:
@@ -210,6 +211,8 @@ class RoundRobinHandle(Handle):
             self._ring.append(slot)
         while self._waiting and self._ring:
             self._hand(self._waiting.popleft())
+        if self._waiting:
+            self._ring_doorbells()
         self._resume()
 
     # -- bookkeeping ------------------------------------------------------------------------
@@ -254,9 +257,9 @@ class RoundRobinHandle(Handle):
             self._loop.remove_reader(self.sock.fileno())
 
     def _resume(self) -> None:
-        """Watch the listening socket again (a readable one with no hungry worker rings)."""
-        if self._accepting or not self._listening or self._closed or self._waiting:
+        """Watch the listening socket again, unless the waiting queue is full."""
+        if self._accepting or not self._listening or self._closed:
             return
-        if self._ring or any(s.active and not s.rung and not s.in_flight for s in self._slots):
+        if len(self._waiting) < WAITING_MAX:
             self._accepting = True
             self._loop.add_reader(self.sock.fileno(), self._on_acceptable)

@@ -1,0 +1,139 @@
+"""Failed requests during rolling reloads under a steady wrk load.
+
+    python -m bench.reload [--quick] [--duration S] [--runs N] [--reloads K]
+
+``pycluster run -w 2 examples/server.py`` under a steady load, sent SIGHUP K times during the
+run, each once the previous reload is done. Keep-alive load is ``wrk -t1 -c50``: a failed request
+is anything wrk counts as an error (connect, read, write, timeout, non-2xx). With a new connection
+per request wrk cannot count (it reports a read error for every close by a server that does not
+say ``Connection: close``), so 50 asyncio clients in a process of their own do: a request fails
+unless a whole 200 answer comes back. Medians (min-max) of the runs, per scheduling policy.
+Traffic goes to 127.0.0.1 only.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import queue
+import re
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SERVER = ROOT / "examples" / "server.py"
+POLICIES = ("rr", "none", "reuseport")
+
+
+class Cluster:
+    def __init__(self, policy: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pycluster", "run", "-w", "2", "--sched", policy,
+             "--graceful-timeout", "10", str(SERVER)],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+            env={**os.environ, "PORT": "0"},
+        )  # fmt: skip
+        self.lines: queue.Queue[str] = queue.Queue()
+        self.reloads_done = 0
+        self.done_changed = threading.Condition()
+        for stream in (self.proc.stdout, self.proc.stderr):
+            threading.Thread(target=self._pump, args=(stream,), daemon=True).start()
+        self.port = 0
+        seen = 0
+        while seen < 2:
+            match = re.search(r"listening on http://127.0.0.1:(\d+)/", self.lines.get(timeout=30))
+            if match:
+                self.port, seen = int(match.group(1)), seen + 1
+
+    def _pump(self, stream: object) -> None:
+        for line in stream:  # type: ignore[attr-defined]
+            if "reload done" in line:
+                with self.done_changed:
+                    self.reloads_done += 1
+                    self.done_changed.notify_all()
+            self.lines.put(line)
+
+    def reload(self, timeout: float = 30) -> bool:
+        with self.done_changed:
+            target = self.reloads_done + 1
+            os.kill(self.proc.pid, signal.SIGHUP)
+            return self.done_changed.wait_for(lambda: self.reloads_done >= target, timeout)
+
+    def stop(self) -> None:
+        try:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            self.proc.wait(30)
+        except (ProcessLookupError, subprocess.TimeoutExpired):
+            os.killpg(self.proc.pid, signal.SIGKILL)
+            self.proc.wait(10)
+
+
+def run_once(policy: str, close: bool, duration: int, reloads: int) -> tuple[int, int, int]:
+    """(requests, failed, reloads completed) for one wrk run with ``reloads`` SIGHUPs."""
+    cluster = Cluster(policy)
+    try:
+        if close:
+            args = [sys.executable, "-m", "bench._load", str(cluster.port), str(duration)]
+        else:
+            args = ["wrk", "-t1", "-c50", f"-d{duration}s", f"http://127.0.0.1:{cluster.port}/"]
+        load = subprocess.Popen(args, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+        time.sleep(1)  # a steady load first
+        completed = sum(cluster.reload() for _ in range(reloads))
+        out, _ = load.communicate(timeout=duration + 60)
+    finally:
+        cluster.stop()
+    requests = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
+    notes = [line.strip() for line in out.splitlines() if re.search("errors|failed|Non-2xx", line)]
+    mode = "new connection" if close else "keep-alive"
+    print(f"    {policy} {mode}: {' '.join(notes) or 'no errors'}", file=sys.stderr)
+    if close:
+        return requests, int(re.search(r"failed (\d+)", out).group(1)), completed  # type: ignore[union-attr]
+    failed = 0
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    if errors:
+        failed += sum(int(n) for n in errors.groups())
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    if non2xx:
+        failed += int(non2xx.group(1))
+    return requests, failed, completed
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--duration", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--reloads", type=int, default=2)
+    parser.add_argument("--quick", action="store_true", help="6 s runs, 1 run each")
+    options = parser.parse_args()
+    if options.quick:
+        options.duration, options.runs = 6, 1
+    if shutil.which("wrk") is None:
+        sys.exit("wrk is not installed: apt-get install wrk")
+    results: dict[tuple[str, bool], list[tuple[int, int, int]]] = {}
+    for _ in range(options.runs):
+        for policy in POLICIES:
+            for close in (False, True):
+                results.setdefault((policy, close), []).append(
+                    run_once(policy, close, options.duration, options.reloads)
+                )
+    print(f"examples/server.py, 2 workers, wrk -t1 -c50 -d{options.duration}s, "
+          f"{options.reloads} rolling reloads per run, {options.runs} run(s): "
+          "failed requests median (min-max) of requests")  # fmt: skip
+    for (policy, close), runs in results.items():
+        failed = [f for _, f, _ in runs]
+        requests = statistics.median(r for r, _, _ in runs)
+        completed = sum(c for _, _, c in runs)
+        mode = "new connection" if close else "keep-alive"
+        print(f"  {policy:<10} {mode:<15} failed {statistics.median(failed):>5.0f} "
+              f"({min(failed)}-{max(failed)}) of {requests:,.0f}; "
+              f"reloads done {completed}/{options.reloads * len(runs)}")  # fmt: skip
+
+
+if __name__ == "__main__":
+    main()
