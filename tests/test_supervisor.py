@@ -403,3 +403,66 @@ def status_pid(runtime: Path) -> str:
     """The pid of the running cluster, asked through its control socket."""
     assert wait_until(lambda: cluster_status(runtime).get("ready") == 2, timeout=30)
     return str(cluster_status(runtime)["pid"])
+
+
+ASGI_APP = """
+import os
+
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"x-worker-pid", str(os.getpid()).encode())]})
+    await send({"type": "http.response.body", "body": b"Hello Http"})
+"""
+
+
+def test_stop_signal_lets_the_server_close_kept_alive_connections(tmp_path: Path) -> None:
+    # An idle kept-alive client holds an old worker (the cluster's disconnect waits for its
+    # connections); uvicorn closes idle ones on SIGTERM, so with --stop-signal the old worker
+    # leaves at once instead of at the graceful timeout.
+    (tmp_path / "hello_asgi.py").write_text(ASGI_APP)
+    port = free_port()
+    cluster = Supervised(
+        "-w", "1", "--graceful-timeout", "60", "--stop-signal", "TERM",
+        "-m", "uvicorn", "hello_asgi:app", "--port", str(port), "--log-level", "warning",
+        "--timeout-keep-alive", "120",
+        env={"PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    try:
+        assert wait_until(lambda: _connects(port), timeout=30)
+        import http.client
+
+        kept = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+        kept.request("GET", "/")
+        first = kept.getresponse()
+        first.read()
+        old = first.headers["X-Worker-Pid"]
+        done = cluster.command("reload")
+        assert done.returncode == 0, done.stderr
+        cluster.wait_for(lambda: cluster.logged("stopped (code 0)"), timeout=20)
+        assert get_pid(port) != old
+        kept.close()
+        cluster.proc.send_signal(signal.SIGTERM)
+        assert cluster.proc.wait(30) == 0
+    finally:
+        cluster.stop()
+
+
+def test_status_watch_refreshes() -> None:
+    cluster = Supervised("-w", "1", SERVER, env={"PORT": "0"})
+    try:
+        cluster.wait_for(lambda: len(cluster.pids()) == 1)
+        watch = subprocess.Popen(
+            [sys.executable, "-m", "pycluster", "status", "--watch", "0.1"],
+            stdout=subprocess.PIPE, text=True, env=cluster.env,
+        )  # fmt: skip
+        assert watch.stdout is not None
+        headers = 0
+        while headers < 3:
+            if "workers ready" in watch.stdout.readline():
+                headers += 1
+        watch.send_signal(signal.SIGINT)
+        assert watch.wait(10) == 0
+    finally:
+        cluster.stop()

@@ -8,6 +8,7 @@ names the option, where it came from, the value and what was expected.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
@@ -71,6 +72,15 @@ def _name(value: str) -> str:
     return value
 
 
+def _signal(value: str) -> str:
+    if value.lower() in ("", "none"):
+        return ""
+    name = value.upper() if value.upper().startswith("SIG") else "SIG" + value.upper()
+    if not isinstance(getattr(signal, name, None), signal.Signals):
+        raise ValueError("must be a signal name such as SIGTERM or SIGINT, or none")
+    return name
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in choices:
@@ -111,6 +121,12 @@ OPTIONS = (
     Option(
         "ready", _choice(READY_MODES), "listening",
         "when a new worker counts as ready: listening, or message (it sends 'ready')", "MODE",
+    ),
+    Option(
+        "stop-signal", _signal, "none",
+        "also send this signal to a worker being stopped gracefully (after it stopped taking "
+        "connections), for servers that close kept-alive connections on it, like uvicorn's "
+        "SIGTERM; none = only the cluster's disconnect", "SIG",
     ),
     Option("ready-timeout", _positive_float, "60", "seconds a new worker has to become ready", "S"),
     Option(
@@ -157,6 +173,7 @@ class Config:
     sched: str
     restart: str
     graceful_timeout: float
+    stop_signal: str
     ready: str
     ready_timeout: float
     max_restarts: int

@@ -271,6 +271,8 @@ class Supervisor:
             worker.kill("SIGTERM")
             return
         worker.disconnect()
+        if self.config.stop_signal:
+            worker.kill(self.config.stop_signal)
 
         def deadline() -> None:
             if worker.id in self.running and not worker.is_dead():
