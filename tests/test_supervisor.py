@@ -91,6 +91,8 @@ def test_status_scale_reload_stop_commands() -> None:
         assert "2/2 workers ready" in table, table
         assert "rss MB" in table, table
 
+        load = Load(port)  # every request of the scaling and the reload below is counted
+        assert wait_until(lambda: len(load.served) > 20, timeout=30)
         done = cluster.command("scale", "+1")
         assert (done.returncode, done.stdout.strip()) == (0, "server: 3 workers")
         assert wait_until(lambda: status(cluster)["ready"] == 3, timeout=30)
@@ -98,9 +100,8 @@ def test_status_scale_reload_stop_commands() -> None:
         assert done.returncode == 1
         assert "'-5' would leave -2 workers" in done.stderr
         assert cluster.command("scale", "2").returncode == 0
+        cluster.wait_for(lambda: cluster.logged("stopped (code 0)"))
 
-        load = Load(port)
-        assert wait_until(lambda: len(load.served) > 20, timeout=30)
         done = cluster.command("reload")
         assert (done.returncode, done.stdout.strip()) == (0, "server: reloaded"), done.stderr
         ready = status(cluster)
@@ -464,5 +465,69 @@ def test_status_watch_refreshes() -> None:
                 headers += 1
         watch.send_signal(signal.SIGINT)
         assert watch.wait(10) == 0
+    finally:
+        cluster.stop()
+
+
+BLOCKING_LOOP_APP = """
+import asyncio, os, time
+
+async def handle(reader, writer):
+    data = await reader.read(100)
+    if data == b"stuck":
+        print(os.getpid(), "stuck", flush=True)
+        time.sleep(600)  # blocks the whole loop: it said it was hungry, it will never take
+    writer.write(str(os.getpid()).encode())
+    await writer.drain()
+    writer.close()
+
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", int(os.environ["PORT"]))
+    print(f"{os.getpid()}: listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}/",
+          flush=True)
+    await server.serve_forever()
+
+asyncio.run(main())
+"""
+
+
+def test_connections_handed_to_a_hung_worker_are_served_by_another(tmp_path: Path) -> None:
+    app = tmp_path / "loop.py"
+    app.write_text(BLOCKING_LOOP_APP)
+    cluster = Supervised("-w", "2", "--timeout", "1", str(app), env={"PORT": "0"})
+    try:
+        cluster.wait_for(lambda: len(cluster.pids()) == 2)
+        port = cluster.port()
+        stuck = socket.create_connection(("127.0.0.1", port), timeout=30)
+        stuck.sendall(b"stuck")
+        cluster.wait_for(lambda: any("stuck" in line for line in cluster.out))
+        stuck_pid = next(line.split()[0] for line in cluster.out if "stuck" in line)
+        answers = []
+        for _ in range(10):  # one of these is handed to the stuck worker, which never takes it
+            with socket.create_connection(("127.0.0.1", port), timeout=30) as client:
+                client.sendall(b"hello")
+                answers.append(client.recv(100).decode())
+        assert len(answers) == 10
+        assert stuck_pid not in answers
+        assert all(answers), answers
+        cluster.wait_for(lambda: cluster.logged("is hung"))
+        stuck.close()
+    finally:
+        cluster.stop()
+
+
+def test_sigquit_stops_at_once() -> None:
+    cluster = Supervised("-w", "2", "--graceful-timeout", "60", SERVER, env={"PORT": "0"})
+    try:
+        cluster.wait_for(lambda: len(cluster.pids()) == 2)
+        port = cluster.port()
+        held = socket.create_connection(("127.0.0.1", port))  # would hold a graceful stop
+        held.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        assert held.recv(100).startswith(b"HTTP/1.")
+        cluster.proc.send_signal(signal.SIGQUIT)
+        assert cluster.proc.wait(20) == 0
+        assert cluster.logged("stopping all workers now")
+        assert sum("stopped (signal SIGTERM)" in line for line in cluster.log) == 2
+        held.close()
     finally:
         cluster.stop()

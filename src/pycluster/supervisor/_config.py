@@ -119,14 +119,14 @@ OPTIONS = (
         "seconds a stopping worker may take before SIGKILL", "S",
     ),
     Option(
-        "ready", _choice(READY_MODES), "listening",
-        "when a new worker counts as ready: listening, or message (it sends 'ready')", "MODE",
-    ),
-    Option(
         "stop-signal", _signal, "none",
         "also send this signal to a worker being stopped gracefully (after it stopped taking "
         "connections), for servers that close kept-alive connections on it, like uvicorn's "
         "SIGTERM; none = only the cluster's disconnect", "SIG",
+    ),
+    Option(
+        "ready", _choice(READY_MODES), "listening",
+        "when a new worker counts as ready: listening, or message (it sends 'ready')", "MODE",
     ),
     Option("ready-timeout", _positive_float, "60", "seconds a new worker has to become ready", "S"),
     Option(
