@@ -531,3 +531,45 @@ def test_sigquit_stops_at_once() -> None:
         held.close()
     finally:
         cluster.stop()
+
+
+CRASH_WHEN_REPLACED_APP = """
+import os, sys, threading, time
+from pathlib import Path
+import pycluster as cluster
+
+flag = Path(os.environ["FLAG_DIR"]) / "replacement-started"
+if cluster.worker.id > 1:
+    flag.touch()
+    time.sleep(1)  # the old worker crashes meanwhile
+else:
+    def watch():
+        while not flag.exists():
+            time.sleep(0.02)
+        os._exit(1)
+    threading.Thread(target=watch, daemon=True).start()
+sys.argv = [sys.argv[0]]
+import runpy
+runpy.run_path(os.environ["SERVER"], run_name="__main__")
+"""
+
+
+def test_a_worker_that_crashes_while_replaced_is_not_restarted_twice(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(CRASH_WHEN_REPLACED_APP)
+    cluster = Supervised(
+        "-w", "1", str(app), env={"PORT": "0", "FLAG_DIR": str(tmp_path), "SERVER": SERVER}
+    )
+    try:
+        cluster.wait_for(lambda: len(cluster.pids()) == 1)
+        done = cluster.command("reload")
+        assert done.returncode == 0, done.stderr
+        assert cluster.logged("worker 1 (pid")
+        assert cluster.logged("exited (code 1)")
+        # One slot, one worker: the crashed one's replacement was already on its way.
+        cluster.wait_for(lambda: cluster.logged("reload done"))
+        state = status(cluster)
+        assert (state["target"], len(state["workers"])) == (1, 1), state  # type: ignore[arg-type]
+        assert not cluster.logged("worker 3")
+    finally:
+        cluster.stop()

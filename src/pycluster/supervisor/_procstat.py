@@ -12,21 +12,22 @@ class Sample(NamedTuple):
     rss: int  # bytes resident
 
 
+try:
+    import psutil
+except ImportError:  # pragma: no cover - the test extra installs it
+    psutil = None  # type: ignore[assignment]
+
+
 def sample(pid: int, *, use_psutil: bool = True) -> Sample | None:
     """The process's figures now; None if it is gone or cannot be read."""
-    if use_psutil:
+    if use_psutil and psutil is not None:
         try:
-            import psutil
-        except ImportError:
-            pass
-        else:
-            try:
-                process = psutil.Process(pid)
-                with process.oneshot():
-                    times = process.cpu_times()
-                    return Sample(times.user + times.system, process.memory_info().rss)
-            except psutil.Error:
-                return None
+            process = psutil.Process(pid)
+            with process.oneshot():
+                times = process.cpu_times()
+                return Sample(times.user + times.system, process.memory_info().rss)
+        except psutil.Error:
+            return None
     return _from_proc(pid)
 
 

@@ -230,6 +230,11 @@ class Supervisor:
         self._announce()
         if self.stopping:
             return
+        if running is self._pending_old:
+            self._pending_old = None
+            return  # its replacement is already starting in its slot
+        if worker.id in self.reload_queue:
+            self.reload_queue.remove(worker.id)  # replaced by the restart below instead
         restart = self.config.restart == "always" or (
             self.config.restart == "on-failure" and failed
         )
