@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import os
 import queue
+import re
 import shutil
 import signal
 import subprocess
@@ -247,11 +248,16 @@ class Supervised:
         with self.changed:
             assert self.changed.wait_for(predicate, timeout), (self.out, self.log)  # type: ignore[arg-type]
 
+    def _listening(self) -> list[tuple[str, str]]:
+        # Workers share the pipe; with PYTHONUNBUFFERED a line and its newline are two writes,
+        # so two workers' lines can interleave: find them in the whole text.
+        return re.findall(r"(\d+): listening on http://[^/]*:(\d+)/", "".join(self.out))
+
     def pids(self) -> list[int]:
-        return [int(line.split(":")[0]) for line in self.out if "listening on" in line]
+        return [int(pid) for pid, _ in self._listening()]
 
     def port(self) -> int:
-        return int(self.out[-1].rsplit(":", 1)[1].strip("/\n"))
+        return int(self._listening()[-1][1])
 
     def command(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
         """Run ``pycluster ARGS...`` (status, reload, ...) against this cluster."""

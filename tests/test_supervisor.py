@@ -167,7 +167,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 server = HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
-print(f"{os.getpid()}: listening on http://127.0.0.1:{server.server_address[1]}/", flush=True)
+sys.stdout.write(f"{os.getpid()}: listening on http://127.0.0.1:{server.server_address[1]}/\\n")
+sys.stdout.flush()
 server.serve_forever()
 """
 
@@ -197,7 +198,7 @@ def test_a_hung_worker_is_killed_with_a_traceback_and_replaced(tmp_path: Path) -
 
 
 LEAKY_APP = """
-import os
+import os, sys
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 leak = []
@@ -216,7 +217,8 @@ class Handler(BaseHTTPRequestHandler):
         pass
 
 server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
-print(f"{os.getpid()}: listening on http://127.0.0.1:{server.server_address[1]}/", flush=True)
+sys.stdout.write(f"{os.getpid()}: listening on http://127.0.0.1:{server.server_address[1]}/\\n")
+sys.stdout.flush()
 server.serve_forever()
 """
 
@@ -250,7 +252,9 @@ def test_systemd_notify(tmp_path: Path) -> None:
     app = tmp_path / "app.py"
     app.write_text(
         "import os, runpy\n"
-        "print(os.getpid(), 'NOTIFY_SOCKET', os.environ.get('NOTIFY_SOCKET'), flush=True)\n"
+        "import sys\n"
+        "sys.stdout.write(f\"{os.getpid()} NOTIFY_SOCKET {os.environ.get('NOTIFY_SOCKET')}\\n\")\n"
+        "sys.stdout.flush()\n"
         f"runpy.run_path({SERVER!r}, run_name='__main__')\n"
     )
     listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
@@ -319,6 +323,7 @@ def test_socket_activation_with_systemd_socket_activate(tmp_path: Path) -> None:
     try:
         # The first client starts the cluster, and waits in the backlog until a worker serves it.
         assert wait_until(lambda: _connects(port), timeout=20)
+        assert wait_until(lambda: cluster_status(runtime).get("ready") == 2, timeout=30)
         pids = {get_pid(port) for _ in range(20)}
         assert len(pids) == 2, pids
         os.killpg(proc.pid, signal.SIGTERM)
@@ -470,12 +475,13 @@ def test_status_watch_refreshes() -> None:
 
 
 BLOCKING_LOOP_APP = """
-import asyncio, os, time
+import asyncio, os, sys, time
 
 async def handle(reader, writer):
     data = await reader.read(100)
     if data == b"stuck":
-        print(os.getpid(), "stuck", flush=True)
+        sys.stdout.write(f"{os.getpid()} stuck\\n")
+        sys.stdout.flush()
         time.sleep(600)  # blocks the whole loop: it said it was hungry, it will never take
     writer.write(str(os.getpid()).encode())
     await writer.drain()
@@ -483,8 +489,9 @@ async def handle(reader, writer):
 
 async def main():
     server = await asyncio.start_server(handle, "127.0.0.1", int(os.environ["PORT"]))
-    print(f"{os.getpid()}: listening on http://127.0.0.1:{server.sockets[0].getsockname()[1]}/",
-          flush=True)
+    port = server.sockets[0].getsockname()[1]
+    sys.stdout.write(f"{os.getpid()}: listening on http://127.0.0.1:{port}/\\n")
+    sys.stdout.flush()
     await server.serve_forever()
 
 asyncio.run(main())

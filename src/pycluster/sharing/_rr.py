@@ -90,7 +90,9 @@ class RoundRobinHandle(Handle):
 
     def listen(self, worker_id: int, backlog: int) -> Reply:
         if not self._listening:
-            self.sock.listen(backlog)
+            # The primary's queue serves every worker and is drained at once (WAITING_MAX): the
+            # program's backlog (socketserver's 5) would only drop the first burst's handshakes.
+            self.sock.listen(max(backlog, socket.SOMAXCONN))
             self._listening = True
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         mine.setblocking(False)

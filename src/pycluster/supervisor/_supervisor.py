@@ -142,6 +142,7 @@ class Supervisor:
             cluster.wait(self.config.graceful_timeout + 5)
             for reply in self.stop_waiters:
                 reply({"ok": True, "stopped": True, "exit_code": self.exit_code})
+            self._answer_reload({"ok": False, "error": "the cluster stopped"})
             self.notifier.close()
         return self.exit_code
 
