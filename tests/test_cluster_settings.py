@@ -129,10 +129,13 @@ def test_silent_pipes_worker_output_to_the_primary(tmp_path: Path) -> None:
                 out("captured", worker.process.stdout.read().decode(),
                     worker.process.stderr.read().decode())
             cluster.on("exit", on_exit)
-            cluster.on("online", lambda w: w.disconnect())
+            cluster.on("message", lambda w, m, h: w.disconnect())
         else:
             print("to stdout", flush=True)
             print("to stderr", file=sys.stderr, flush=True)
+            # A disconnect from the primary ends a worker whose main code is still running, so
+            # it waits for the prints (on "online" the worker's script may not have run yet).
+            cluster.worker.send("printed")
         """,
     )
     assert result.returncode == 0, result.stderr

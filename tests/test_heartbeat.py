@@ -98,8 +98,11 @@ def test_rr_untaken_connections_are_counted(tmp_path: Path) -> None:
         """
         if cluster.is_primary:
             track_listening()
+            hungry = threading.Event()
+            cluster.on("message", lambda w, m, h: hungry.set())
             worker = cluster.fork()
             address = tuple(wait_listening(1)[0][1][:2])
+            assert hungry.wait(20)
             clients = []
             for _ in range(3):
                 c = socket.create_connection(address)
@@ -118,7 +121,7 @@ def test_rr_untaken_connections_are_counted(tmp_path: Path) -> None:
             try:
                 s.accept()  # says it is hungry, then never comes back
             except BlockingIOError:
-                pass
+                cluster.worker.send("hungry")
             threading.Event().wait()
         """,
         timeout=60,
