@@ -580,3 +580,44 @@ def test_a_worker_that_crashes_while_replaced_is_not_restarted_twice(tmp_path: P
         assert not cluster.logged("worker 3")
     finally:
         cluster.stop()
+
+
+READY_APP = """
+import os, threading, time
+from pathlib import Path
+import pycluster as cluster
+
+def say_ready_when_allowed():
+    flag = Path(os.environ["FLAG_DIR"]) / f"ready-{cluster.worker.id}"
+    while not flag.exists():
+        time.sleep(0.02)
+    cluster.worker.send("ready")
+
+threading.Thread(target=say_ready_when_allowed, daemon=True).start()
+import runpy
+runpy.run_path(os.environ["SERVER"], run_name="__main__")
+"""
+
+
+def test_ready_message_and_ready_timeout(tmp_path: Path) -> None:
+    app = tmp_path / "app.py"
+    app.write_text(READY_APP)
+    cluster = Supervised(
+        "-w", "1", "--ready", "message", "--ready-timeout", "3", str(app),
+        env={"PORT": "0", "FLAG_DIR": str(tmp_path), "SERVER": SERVER},
+    )  # fmt: skip
+    try:
+        cluster.wait_for(lambda: len(cluster.pids()) == 1)
+        # listening is not ready under --ready message
+        assert [w["state"] for w in status(cluster)["workers"]] == ["starting"]  # type: ignore[attr-defined]
+        (tmp_path / "ready-1").touch()
+        assert wait_until(lambda: status(cluster)["ready"] == 1, timeout=10)
+        # worker 2 (the reload's replacement) never says it is ready: stopped, reload aborted
+        done = cluster.command("reload")
+        assert done.returncode == 1
+        assert "reload aborted: the new worker did not become ready" in done.stderr
+        assert cluster.logged("worker 2 not ready after 3.0 s")
+        state = status(cluster)
+        assert [w["id"] for w in state["workers"]] == [1]  # type: ignore[attr-defined]
+    finally:
+        cluster.stop()

@@ -284,8 +284,8 @@ class Sharing:
         # Closing a SO_REUSEPORT listener resets the connections in its queue (unless
         # net.ipv4.tcp_migrate_req=1): take them first, then leave the port's group. A backlog
         # of 0 first makes the kernel drop (not queue) new SYNs meanwhile: their clients retry
-        # and reach another worker. At most one connection can slip in between the last
-        # accept() and the shutdown, and is reset.
+        # and reach another worker. Handshakes already in progress on this listener, and a
+        # connection that slips in between the last accept() and the shutdown, are reset.
         old = socket.socket(fileno=os.dup(sock.fileno()))
         readable, info.bell = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         info.stopped = True

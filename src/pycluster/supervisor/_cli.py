@@ -118,7 +118,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if options.command == "run":
             config, exec_, args = _run_options(parser, options, None, None)
-
             return Supervisor(config, exec_, args).run()
         return _control_command(options)
     except ControlError as exc:

@@ -205,18 +205,19 @@ def request(path: Path, command: dict[str, Any], timeout: float | None = 120) ->
             sock.connect(str(path))
         except OSError as exc:
             raise ControlError(f"cannot reach the cluster at {path}: {exc}") from None
-        sock.sendall(json.dumps(command).encode() + b"\n")
         data = b""
-        while True:
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            data += chunk
-    if not data:
-        raise ControlError(f"the cluster at {path} closed the connection without answering")
-    answer = json.loads(data)
-    if not isinstance(answer, dict):  # pragma: no cover - our own server answers objects
-        raise ControlError(f"unexpected answer {answer!r:.80}")
+        try:
+            sock.sendall(json.dumps(command).encode() + b"\n")
+            while chunk := sock.recv(65536):
+                data += chunk
+        except OSError as exc:  # a timeout, or the cluster went away
+            raise ControlError(f"no answer from the cluster at {path}: {exc}") from None
+    try:
+        answer = json.loads(data)
+    except ValueError:
+        answer = None
+    if not isinstance(answer, dict):
+        raise ControlError(f"the cluster at {path} did not answer properly ({data[:80]!r})")
     return answer
 
 
