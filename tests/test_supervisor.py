@@ -304,7 +304,7 @@ def get_pid(port: int) -> str:
 def test_socket_activation_with_systemd_socket_activate(tmp_path: Path) -> None:
     if shutil.which("systemd-socket-activate") is None:
         message = "systemd-socket-activate is not installed (.ci/run installs Debian's systemd)"
-        if os.environ.get("PYCLUSTER_CI"):
+        if os.environ.get("CI"):
             pytest.fail(message)
         pytest.skip(message)
     port = free_port()
