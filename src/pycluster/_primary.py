@@ -24,7 +24,7 @@ from typing import Any
 from ._bootstrap import worker_argv
 from ._channel import Channel, handle_from_fds
 from ._child import worker_env
-from ._errors import ChannelClosedError, ClusterError, ProtocolError
+from ._errors import ChannelClosedError, ClusterError, InvalidTransition, ProtocolError
 from ._events import EventEmitter
 from ._lifecycle import transition
 from ._loop import Loop, call_safely, emit_safely
@@ -222,7 +222,10 @@ class PrimaryWorker(Worker):
 
     def _on_command(self, command: Command) -> None:
         if command.name == "online":
-            self.state = transition(self.state, "online")
+            try:
+                self.state = transition(self.state, "online")
+            except InvalidTransition:
+                raise ProtocolError(f"bad command: 'online' while {self.state}") from None
             self._primary.emit_pair(self, "online")
         elif command.name == "disconnecting":
             self.exited_after_disconnect = True
