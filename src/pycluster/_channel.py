@@ -180,6 +180,11 @@ class Channel:
         for fd in self.decoder.take_unclaimed_fds():
             os.close(fd)
         self.sock.close()
+        # A closed channel may outlive its socket for a while (a worker object still referred
+        # to): it should not keep its receive buffer.
+        self._recv_view.release()
+        self._recv_buffer = bytearray()
+        self._recv_view = memoryview(self._recv_buffer)
 
 
 def handle_from_fds(fds: tuple[int, ...]) -> socket.socket | None:
