@@ -334,3 +334,67 @@ def test_a_worker_imitating_commands_cannot_steer_the_primary(tmp_path: Path) ->
     assert result.named("error") == [["error", "bad command: 'online' while online"]]
     assert result.named("honest still serves") == [["honest still serves", "honest"]]
     assert result.named("handles") == [["handles", 1, [1]]]
+
+
+def test_bad_input_is_named_and_the_cluster_still_works(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        def attempt(what, fn):
+            try:
+                fn()
+                out(what, "no error")
+            except Exception as exc:
+                out(what, type(exc).__name__, str(exc))
+        if cluster.is_primary:
+            attempt("policy", lambda: setattr(cluster, "scheduling_policy", 7))
+            attempt("env value", lambda: cluster.fork(env={"A": 1}))
+            attempt("env key", lambda: cluster.fork(env={"": "x"}))
+            attempt("setting", lambda: cluster.setup_primary(workers=3))
+            attempt("port", lambda: cluster.listen(("127.0.0.1", 70000)))
+            attempt("family", lambda: cluster.listen(("127.0.0.1", 80), family=99))
+            attempt("callback", lambda: cluster.disconnect(5))
+            w = cluster.fork()
+            attempt("signal", lambda: w.kill("SIGNOPE"))
+            attempt("message", lambda: w.send(object()))
+            w.on("message", lambda m, h: (out("worker", m), cluster.disconnect()))
+        else:
+            cluster.worker.send("still fine")
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    got = {r[0]: r[1:] for r in result.records}
+    assert got["policy"][0] == "ValueError"
+    assert "7 is not a scheduling policy" in got["policy"][1]
+    assert got["env value"] == ["TypeError", "env['A'] must be a str, not 1"]
+    assert got["env key"] == ["ValueError", "env: '' is not a valid environment variable name"]
+    assert got["setting"][0] == "TypeError"
+    assert "unknown setting 'workers'" in got["setting"][1]
+    assert got["port"] == ["ValueError", "port must be 0-65535, not 70000"]
+    assert got["family"] == [
+        "ValueError",
+        "family must be AF_INET, AF_INET6, AF_UNIX or None, not 99",
+    ]
+    assert got["callback"] == ["TypeError", "callback must be callable or None, not 5"]
+    assert got["signal"][0] == "ValueError"
+    assert "unknown signal 'SIGNOPE'" in got["signal"][1]
+    assert got["message"][0] == "TypeError"
+    assert got["worker"] == ["still fine"]
+
+
+def test_five_rolling_reloads_in_a_row_under_load_lose_nothing() -> None:
+    cluster = Supervised("-w", "2", str(EXAMPLES / "server.py"), env={"PORT": "0"})
+    try:
+        cluster.wait_for(lambda: len(cluster.pids()) == 2)
+        control = Path(cluster.runtime_dir) / "pycluster" / "server.sock"
+        load = Load(cluster.port(), threads=8)
+        assert wait_until(lambda: len(load.served) > 20, timeout=30)
+        answers = [request(control, {"cmd": "reload"}, timeout=60) for _ in range(5)]
+        served_during = len(load.served)
+        load.stop()
+        assert [a["ok"] for a in answers] == [True] * 5, answers
+        assert load.failures == []
+        assert len(set(load.served)) >= 10  # 2 + 5 x 2 workers served in turn
+        print(f"5 reloads under 8 clients: {served_during} requests, 0 failed")
+    finally:
+        cluster.stop()

@@ -30,6 +30,8 @@ def listen(
     """
     if type not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
         raise ValueError(f"type must be SOCK_STREAM or SOCK_DGRAM, not {type!r}")
+    if family not in (None, socket.AF_INET, socket.AF_INET6, socket.AF_UNIX):
+        raise ValueError(f"family must be AF_INET, AF_INET6, AF_UNIX or None, not {family!r}")
     if backlog is not None and (isinstance(backlog, bool) or not isinstance(backlog, int)):
         raise TypeError(f"backlog must be an int or None, not {backlog!r}")
     if backlog is not None and backlog < 0:
