@@ -564,6 +564,7 @@ class Supervisor:
             "sched": self.config.sched,
             "target": len(self.slots),
             "ready": sum(r.ready and not r.stopping for r in self.running.values()),
+            "restarts": sum(slot.restarts for slot in self.slots),
             "uptime": round(now - self.started, 3),
             "reloading": self.reloading,
             "stopping": self.stopping,
