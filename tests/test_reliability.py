@@ -89,12 +89,15 @@ class PortClient:
             thread.join(60)
 
 
-def test_workers_killed_every_half_second_lose_only_what_they_held(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sched", ["rr", "none", "reuseport"])
+def test_workers_killed_every_half_second_lose_only_what_they_held(
+    tmp_path: Path, sched: str
+) -> None:
     app = tmp_path / "server.py"
     app.write_text(LOGGING_SERVER)
     log = tmp_path / "accepted"
     cluster = Supervised(
-        "-w", "2", "--max-restarts", "1000", "--backoff-max", "0.2", str(app),
+        "-w", "2", "--sched", sched, "--max-restarts", "1000", "--backoff-max", "0.2", str(app),
         env={"PORT": "0", "ACCEPT_LOG": str(log)},
     )  # fmt: skip
     try:
@@ -113,11 +116,15 @@ def test_workers_killed_every_half_second_lose_only_what_they_held(tmp_path: Pat
         accepted = {int(line) for line in log.read_text().split()}
         lost_unheld = [port for port in client.failed_ports if port not in accepted]
         print(
-            f"SCHED_RR: {kills} workers killed, {client.ok} requests served, "
-            f"{len(client.failed_ports)} failed (all taken by a killed worker)"
+            f"SCHED_{sched.upper()}: {kills} workers killed, {client.ok} requests served, "
+            f"{len(client.failed_ports)} failed, {len(lost_unheld)} of them not taken by a worker"
         )
         assert kills >= 15
         assert client.ok > 100
+        if sched == "reuseport":
+            # A killed worker's own listener queue is reset by the kernel (docs/sharing.md):
+            # counted, not asserted. Under SCHED_NONE the queue is shared and survives.
+            return
         # Every failed request had been taken by a worker (then killed): none of those still
         # waiting in the primary, or handed but not yet taken, was lost. One may be missing
         # from the log for want of time: a worker killed between taking a connection and
@@ -398,3 +405,59 @@ def test_five_rolling_reloads_in_a_row_under_load_lose_nothing() -> None:
         print(f"5 reloads under 8 clients: {served_during} requests, 0 failed")
     finally:
         cluster.stop()
+
+
+def test_random_and_mutated_frames_from_live_workers(tmp_path: Path) -> None:
+    # Each rogue worker writes one seeded piece of garbage on its channel, then ends its side:
+    # the primary reports a ProtocolError for that worker only, and the honest one serves on.
+    result = run_cluster(
+        tmp_path,
+        """
+        import random
+        from pycluster import _runtime
+        from pycluster._protocol import Kind, encode_frame
+        ROGUES = 12
+        if cluster.is_primary:
+            track_listening()
+            honest = cluster.fork()
+            address = tuple(wait_listening(1)[0][1][:2])
+            errors = {}
+            exited = threading.Semaphore(0)
+            def watch(w):
+                w.on("error", lambda exc: errors.setdefault(w.id, str(exc)))
+                w.on("exit", lambda code, sig: exited.release())
+            for n in range(ROGUES):
+                watch(cluster.fork({"ROGUE": str(n)}))
+            for _ in range(ROGUES):
+                assert exited.acquire(timeout=30)
+            out("errors", len(errors), sorted({e.split(":")[0] for e in errors.values()}))
+            out("honest still serves", ask(address).decode())
+            cluster.disconnect()
+        elif "ROGUE" in os.environ:
+            rng = random.Random(int(os.environ["ROGUE"]))
+            frame = bytearray(encode_frame(Kind.JSON, b'{"hello": [1, 2, 3]}', 0))
+            if rng.random() < 0.5:
+                garbage = bytes(rng.randrange(256) for _ in range(rng.randrange(1, 200)))
+            else:
+                for _ in range(rng.randrange(1, 4)):
+                    frame[rng.randrange(len(frame))] = rng.randrange(256)
+                garbage = bytes(frame) + bytes(rng.randrange(256) for _ in range(13))
+            sock = _runtime.child.channel.sock
+            sock.sendall(garbage)
+            sock.shutdown(socket.SHUT_WR)
+            threading.Event().wait(30)
+        else:
+            s = socket.create_server(("127.0.0.1", 0))
+            while True:
+                conn, _ = s.accept()
+                conn.recv(100)
+                conn.sendall(b"honest")
+                conn.close()
+        """,
+        timeout=120,
+    )
+    assert result.returncode == 0, result.stderr
+    ((_, count, kinds),) = result.named("errors")
+    assert count == 12, result.stdout
+    assert kinds == ["bad frame"], kinds  # every one named as the frame it is
+    assert result.named("honest still serves") == [["honest still serves", "honest"]]

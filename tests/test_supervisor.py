@@ -156,7 +156,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 class Handler(BaseHTTPRequestHandler):
     def do_GET(self):
         if self.path == "/hang":
-            time.sleep(600)
+            HANG
         self.send_response(200)
         self.send_header("X-Worker-Pid", str(os.getpid()))
         self.send_header("Content-Length", "2")
@@ -173,9 +173,10 @@ server.serve_forever()
 """
 
 
-def test_a_hung_worker_is_killed_with_a_traceback_and_replaced(tmp_path: Path) -> None:
+@pytest.mark.parametrize("hang", ["time.sleep(600)", "sum(range(10**12))"])  # the 2nd holds the GIL
+def test_a_hung_worker_is_killed_with_a_traceback_and_replaced(tmp_path: Path, hang: str) -> None:
     app = tmp_path / "hang.py"
-    app.write_text(HANGING_APP)
+    app.write_text(HANGING_APP.replace("HANG", hang))
     cluster = Supervised("-w", "2", "--timeout", "1", str(app), env={"PORT": "0"})
     try:
         cluster.wait_for(lambda: len(cluster.pids()) == 2)
