@@ -68,9 +68,11 @@ class PortClient:
 
     def _run(self) -> None:
         while not self._done.is_set():
-            sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
-            local = sock.getsockname()[1]
+            sock: socket.socket | None = None
+            local = 0  # a refused connection counts, as port 0: no worker took it
             try:
+                sock = socket.create_connection(("127.0.0.1", self.port), timeout=60)
+                local = sock.getsockname()[1]
                 sock.sendall(b"GET / HTTP/1.0\r\n\r\n")
                 answer = b""
                 while chunk := sock.recv(4096):
@@ -81,7 +83,8 @@ class PortClient:
             except OSError:
                 self.failed_ports.append(local)
             finally:
-                sock.close()
+                if sock is not None:
+                    sock.close()
 
     def stop(self) -> None:
         self._done.set()
