@@ -70,7 +70,7 @@ def test_bad_settings_name_the_setting_and_value(
 def test_every_setting_has_a_validator() -> None:
     assert set(SETTING_NAMES) == {
         "exec", "args", "exec_argv", "cwd", "silent", "stdio", "uid", "gid", "serialization",
-        "scheduling_policy",
+        "hold_ports", "scheduling_policy",
     }  # fmt: skip
 
 

@@ -432,3 +432,38 @@ def test_reuseport_keeps_the_port_for_the_next_worker(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [["same port", True]]
+
+
+@pytest.mark.parametrize("policy", ["rr", "none"])
+def test_hold_ports_keeps_a_dead_workers_port_open(tmp_path: Path, policy: str) -> None:
+    # Node closes the port when its last worker dies; with hold_ports (what `pycluster run`
+    # sets) a client connecting while no worker is up waits for the next one.
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            cluster.setup_primary(hold_ports=True)
+            track_listening()
+            first = cluster.fork()
+            address = tuple(wait_listening(1)[0][1][:2])
+            gone = threading.Event()
+            cluster.on("exit", lambda w, c, s: gone.set())
+            first.kill("SIGKILL")
+            assert gone.wait(20)
+            client = socket.create_connection(address, timeout=20)  # not refused
+            client.sendall(b"ping")
+            cluster.fork()
+            out("answer", client.recv(100).decode())
+            cluster.disconnect()
+        else:
+            s = socket.create_server(("127.0.0.1", PORT))
+            while True:
+                conn, _ = s.accept()
+                conn.recv(100)
+                conn.sendall(b"served by %d" % cluster.worker.id)
+                conn.close()
+        """.replace("PORT", "0"),
+        env={"PYCLUSTER_SCHED_POLICY": policy},
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.named("answer") == [["answer", "served by 2"]]

@@ -291,7 +291,11 @@ class Primary:
     def __init__(self, emitter: EventEmitter) -> None:
         self.emitter = emitter
         self.loop = Loop()
-        self.registry = Registry(self.loop, lambda: self.scheduling_policy)
+        self.registry = Registry(
+            self.loop,
+            lambda: self.scheduling_policy,
+            lambda: bool(self.settings.get("hold_ports", False)),
+        )
         self.workers: dict[int, PrimaryWorker] = {}
         self.settings: dict[str, Any] = {}
         self._settings_made = False

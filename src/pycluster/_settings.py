@@ -168,6 +168,7 @@ _VALIDATORS: dict[str, Callable[[str, object], object]] = {
     "uid": lambda n, v: _id("user", n, v),
     "gid": lambda n, v: _id("group", n, v),
     "serialization": _serialization,
+    "hold_ports": _bool,
 }
 
 SETTING_NAMES = (*_VALIDATORS, "scheduling_policy")

@@ -39,9 +39,15 @@ def _refuse(code: int, why: str) -> Reply:
 class Registry:
     """All shared handles of one primary."""
 
-    def __init__(self, loop: Loop, policy: Callable[[], SchedulingPolicy]) -> None:
+    def __init__(
+        self,
+        loop: Loop,
+        policy: Callable[[], SchedulingPolicy],
+        hold_ports: Callable[[], bool] = lambda: False,
+    ) -> None:
         self._loop = loop
         self._policy = policy
+        self._hold_ports = hold_ports
         self._by_key: dict[ListenKey, Handle] = {}
         self._by_id: dict[int, Handle] = {}
         self._next_id = 1
@@ -158,8 +164,10 @@ class Registry:
 
     def _release(self, handle: Handle, worker_id: int, *, gone: bool) -> None:
         handle.release(worker_id, gone=gone)
-        if not handle.holders and handle.keep_when_unheld:
-            return  # SCHED_REUSEPORT: the port stays reserved for the next worker
+        if not handle.holders and (handle.keep_when_unheld or (gone and self._hold_ports())):
+            # SCHED_REUSEPORT, a socket from systemd, or (hold_ports) the last holder died
+            # rather than closed it: the port stays open for the next worker.
+            return
         if not handle.holders:
             self._by_id.pop(handle.id, None)
             for key in [k for k, h in self._by_key.items() if h is handle]:

@@ -113,7 +113,11 @@ class Supervisor:
     def run(self) -> int:
         """Start the workers and supervise them until told to stop; the exit code."""
         cluster.scheduling_policy = self.config.sched  # type: ignore[assignment]
-        cluster.setup_primary(exec=self.exec, args=self.args, silent=self.config.log_prefix)
+        # hold_ports: while every worker of a port is down (restarting), clients wait instead of
+        # being refused.
+        cluster.setup_primary(
+            exec=self.exec, args=self.args, silent=self.config.log_prefix, hold_ports=True
+        )
         if self.config.pidfile:
             Path(self.config.pidfile).write_text(f"{os.getpid()}\n")
         cluster.on("exit", lambda w, code, sig: self.events.put(("exit", (w, code, sig))))
