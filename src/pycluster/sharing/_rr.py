@@ -15,7 +15,8 @@ This is what makes it better than Node's round robin:
   closes its server first, the connection goes to another worker instead of being lost;
 - when no worker is free the primary keeps accepting, up to ``WAITING_MAX`` connections that
   wait in order for the next hungry worker (then the kernel's backlog holds the rest): a burst
-  never overflows the program's small listen backlog;
+  never overflows the program's small listen backlog; with no worker listening at all (all
+  leaving, or all dead) it stops, and the kernel's queue holds them;
 - per connection the primary makes a few system calls (accept4, sendmsg, a share of a recv for
   the answers, close) and keeps no Python object beyond the descriptor number: hungry workers
   wait in a ring, so choosing one is O(1).
@@ -106,6 +107,8 @@ class RoundRobinHandle(Handle):
         for slot in self._slots_of(worker_id):
             slot.active = False
             self._unqueue(slot)
+        if not self._any_active():
+            self._pause()
 
     def release(self, worker_id: int, *, gone: bool = False) -> None:
         """The worker closed its server, or (``gone``) exited.
@@ -149,6 +152,9 @@ class RoundRobinHandle(Handle):
     # -- the hot path -----------------------------------------------------------------------
 
     def _on_acceptable(self) -> None:
+        if not self._ring and not self._any_active():
+            self._pause()  # nobody will take them: leave them in the kernel's queue
+            return
         accept = self.sock._accept  # type: ignore[attr-defined]
         waiting = self._waiting
         for _ in range(ACCEPT_BATCH):
@@ -253,6 +259,12 @@ class RoundRobinHandle(Handle):
             self._ring_doorbells()
         self._resume()
 
+    def _any_active(self) -> bool:
+        """Whether some worker listens and is not leaving: only then is accepting useful (a
+        connection accepted with no worker to come would be lost when the primary exits,
+        where in the kernel's queue a socket held by systemd keeps it for the next primary)."""
+        return any(slot.active for slot in self._slots)
+
     def _pause(self) -> None:
         if self._accepting:
             self._accepting = False
@@ -262,6 +274,6 @@ class RoundRobinHandle(Handle):
         """Watch the listening socket again, unless the waiting queue is full."""
         if self._accepting or not self._listening or self._closed:
             return
-        if len(self._waiting) < WAITING_MAX:
+        if len(self._waiting) < WAITING_MAX and self._any_active():
             self._accepting = True
             self._loop.add_reader(self.sock.fileno(), self._on_acceptable)
