@@ -292,6 +292,16 @@ def test_a_worker_holds_only_its_own_descriptors(tmp_path: Path) -> None:
     assert others == [], targets
 
 
+HONEST_WORKER = """
+            s = socket.create_server(("127.0.0.1", 0))
+            while True:
+                conn, _ = s.accept()
+                conn.recv(100)
+                conn.sendall(b"honest")
+                conn.close()
+"""
+
+
 def test_a_worker_imitating_commands_cannot_steer_the_primary(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
@@ -327,13 +337,8 @@ def test_a_worker_imitating_commands_cannot_steer_the_primary(tmp_path: Path) ->
             child.write(*encode_command("online"))
             threading.Event().wait(30)
         else:
-            s = socket.create_server(("127.0.0.1", 0))
-            while True:
-                conn, _ = s.accept()
-                conn.recv(100)
-                conn.sendall(b"honest")
-                conn.close()
-        """,
+        """
+        + HONEST_WORKER,
     )
     assert result.returncode == 0, result.stderr
     import errno
@@ -450,13 +455,8 @@ def test_random_and_mutated_frames_from_live_workers(tmp_path: Path) -> None:
             sock.shutdown(socket.SHUT_WR)
             threading.Event().wait(30)
         else:
-            s = socket.create_server(("127.0.0.1", 0))
-            while True:
-                conn, _ = s.accept()
-                conn.recv(100)
-                conn.sendall(b"honest")
-                conn.close()
-        """,
+        """
+        + HONEST_WORKER,
         timeout=120,
     )
     assert result.returncode == 0, result.stderr

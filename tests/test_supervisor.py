@@ -547,13 +547,21 @@ from pathlib import Path
 import pycluster as cluster
 
 flag = Path(os.environ["FLAG_DIR"]) / "replacement-started"
+crashed = Path(os.environ["FLAG_DIR"]) / "old-worker"
 if cluster.worker.id > 1:
     flag.touch()
-    time.sleep(1)  # the old worker crashes meanwhile
+    # Listen only once the old worker has crashed and been reaped by the primary.
+    deadline = time.monotonic() + 20
+    while not crashed.exists() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    old = crashed.read_text()
+    while os.path.exists(f"/proc/{old}") and time.monotonic() < deadline:
+        time.sleep(0.02)
 else:
     def watch():
         while not flag.exists():
             time.sleep(0.02)
+        crashed.write_text(str(os.getpid()))
         os._exit(1)
     threading.Thread(target=watch, daemon=True).start()
 sys.argv = [sys.argv[0]]
