@@ -15,7 +15,8 @@
 
 "Becomes" means ``dup2`` onto the socket's own descriptor: the program's socket object, and the
 descriptor number its event loop watches, stay the same. Servers that create and bind sockets in
-C (uvloop, granian) are not seen: they use ``pycluster.listen`` (see docs/sharing.md).
+C (uvloop, granian) are not seen: they use ``pycluster.listen`` (see docs/sharing.md); uvloop's
+``create_server(sock=...)`` is taught SCHED_RR's handoffs by ``_cloop``.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._channel import fds_from_ancillary
+from . import _cloop
 from ._keys import Address, ListenKey, key_for
 
 if TYPE_CHECKING:
@@ -225,6 +227,11 @@ class Sharing:
                 os.write(sock.fileno(), b"h")
             except OSError:
                 pass
+
+    def is_handoff(self, sock: socket.socket) -> bool:
+        """Whether ``sock`` is a listening SCHED_RR handoff channel (``_cloop``)."""
+        info = self.sockets.get(sock)
+        return info is not None and info.mode == "rr" and info.listening and not info.stopped
 
     # -- names, connect, close ------------------------------------------------------------------
 
@@ -485,6 +492,7 @@ def install(runtime: ChildRuntime) -> Sharing:
         method.__qualname__ = f"socket.{name}"
         method.__doc__ = _original[name].__doc__
         setattr(cls, name, method)
+    _cloop.install(sharing)
     return sharing
 
 
