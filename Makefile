@@ -20,8 +20,9 @@ typecheck: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(BIN)/pytest
 
-bench: $(VENV)/.installed
-	$(BIN)/python -m bench.ipc
+# Every benchmark; writes docs/benchmarks.md and docs/img/ (bench/ makes its own .venv-bench).
+bench:
+	$(PYTHON) -m bench
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -30,4 +31,4 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) .venv-bench .mypy_cache .pytest_cache .ruff_cache

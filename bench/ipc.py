@@ -1,4 +1,5 @@
-"""IPC cost: small messages per second primary -> worker, and the round-trip latency.
+"""IPC cost: small messages per second primary -> worker, the round-trip latency, and the round
+trip of a 1 MiB message.
 
     python -m bench.ipc [--messages N] [--round-trips N] [--runs N]
 
@@ -19,6 +20,10 @@ import threading
 import time
 
 import pycluster as cluster
+
+#: The large message: a 1 MiB string, echoed by the worker BIG_ROUND_TRIPS times.
+BIG = "x" * (1 << 20)
+BIG_ROUND_TRIPS = 20
 
 
 def _primary(serialization: str, messages: int, round_trips: int) -> dict[str, float]:
@@ -43,6 +48,18 @@ def _primary(serialization: str, messages: int, round_trips: int) -> dict[str, f
                 worker.send("ping")
             else:
                 result["rtt_us"] = statistics.median(samples) * 1e6
+                samples.clear()
+                state["left"] = BIG_ROUND_TRIPS
+                state["sent_at"] = time.perf_counter()
+                worker.send({"big": BIG})
+        elif isinstance(message, dict) and message.get("big") == BIG:
+            samples.append(time.perf_counter() - state["sent_at"])
+            state["left"] -= 1
+            if state["left"]:
+                state["sent_at"] = time.perf_counter()
+                worker.send({"big": BIG})
+            else:
+                result["big_rtt_ms"] = statistics.median(samples) * 1e3
                 done.set()
 
     worker.on("message", on_message)
@@ -67,6 +84,8 @@ def _worker() -> None:
     def on_message(message: object, handle: object) -> None:
         if message == "ping":
             me.send("pong")
+        elif isinstance(message, dict) and "big" in message:
+            me.send(message)
         elif isinstance(message, dict) and "expect" in message:
             state["expect"] = message["expect"]
         else:
@@ -137,12 +156,14 @@ def main() -> None:
 
     print(f"{options.messages} small messages primary -> worker; {options.round_trips} round trips;"
           f" median (min-max) of {options.runs} runs, {os.cpu_count()} CPUs")  # fmt: skip
-    print(f"{'':18} {'messages/s':>26} {'round trip µs':>24}")
+    print(f"{'':18} {'messages/s':>26} {'round trip µs':>24} {'1 MiB round trip ms':>24}")
     for name, runs in contenders.items():
         tp, tp_lo, tp_hi = _summary(runs, "throughput")
         rtt, rtt_lo, rtt_hi = _summary(runs, "rtt_us")
+        big, big_lo, big_hi = _summary(runs, "big_rtt_ms")
         print(f"{name:18} {tp:>12,.0f} ({tp_lo:,.0f}-{tp_hi:,.0f}) "
-              f"{rtt:>9.1f} ({rtt_lo:.1f}-{rtt_hi:.1f})")  # fmt: skip
+              f"{rtt:>9.1f} ({rtt_lo:.1f}-{rtt_hi:.1f}) "
+              f"{big:>11.2f} ({big_lo:.2f}-{big_hi:.2f})")  # fmt: skip
     if has_node:
         node_tp = _summary(contenders["node cluster"], "throughput")[0]
         node_rtt = _summary(contenders["node cluster"], "rtt_us")[0]
