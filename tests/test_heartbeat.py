@@ -127,4 +127,8 @@ def test_rr_untaken_connections_are_counted(tmp_path: Path) -> None:
         timeout=60,
     )
     assert result.returncode == 0, result.stderr
-    assert result.named("untaken") == [["untaken", 1, True]], result.stdout
+    # What the primary handed it: the first client alone, or all three if they were accepted
+    # in one batch (the primary hands a waiting burst in one message).
+    ((_, untaken, since_set),) = result.named("untaken")
+    assert 1 <= untaken <= 3, result.stdout
+    assert since_set, result.stdout

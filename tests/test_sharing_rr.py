@@ -149,7 +149,9 @@ def test_connections_held_by_a_dying_worker_go_to_another(tmp_path: Path, how: s
     )
     assert result.returncode == 0, result.stdout + result.stderr
     ((_, held),) = result.named("held")
-    assert held == 1  # the test really had a connection stranded at the blocked worker
+    # The test really had connections stranded at the blocked worker (its share of the burst:
+    # the primary hands what waits in batches).
+    assert held >= 1
     ((_, answers),) = result.named("answers")
     assert len(answers) == 6
     assert len(set(answers)) == 1  # all from the surviving worker

@@ -138,6 +138,39 @@ async def main():
 uvloop.run(main())
 """,
     ),
+    "uvloop create_server(host, port)": (
+        "raw",
+        """
+import asyncio
+import uvloop
+class Pid(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.transport.write(str(os.getpid()).encode())
+        self.transport.close()
+async def main():
+    server = await asyncio.get_running_loop().create_server(Pid, "127.0.0.1", 0)
+    out("server", type(server).__name__)
+    await server.serve_forever()
+uvloop.run(main())
+""",
+    ),
+    "uvicorn.run on uvloop + httptools": (
+        "http",
+        """
+import uvicorn
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = str(os.getpid()).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+uvicorn.run(app, host="127.0.0.1", port=0, loop="uvloop", http="httptools",
+            log_level="warning", lifespan="off")
+""",
+    ),
     "raw blocking accept": (
         "raw",
         """

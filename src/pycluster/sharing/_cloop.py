@@ -6,7 +6,9 @@ uvloop's ``create_server(sock=...)`` gives the descriptor to libuv, which calls 
 is a SCHED_RR handoff channel, it returns a ``HandoffServer``, which takes connections with the
 (patched) Python ``accept()`` when the channel is readable, so the primary's protocol and the
 heartbeat are the same as for any other server, and gives each connection to the loop with
-``connect_accepted_socket`` (``_handoff``). Every other call goes to uvloop unchanged. Nothing
+``connect_accepted_socket`` (``_handoff``). A ``create_server(host, port)`` binds and listens
+in Python first (uvloop would bind in Python but listen in C, where pycluster cannot see it),
+so that it is shared under every policy. Every other call goes to uvloop unchanged. Nothing
 here imports asyncio: a worker that never imports uvloop pays for none of it.
 """
 
@@ -39,7 +41,15 @@ def _wrap_create_server(sharing: Sharing, loop_class: type) -> None:
         sock: socket.socket | None = None,
         **kwargs: Any,
     ) -> asyncio.AbstractServer:
-        if sock is not None and sharing.is_handoff(sock):
+        if sock is None and port is not None and (host is None or isinstance(host, str)):
+            # uvloop binds in Python but listens in C, past our listen(): bind and listen here
+            # as asyncio's create_server does, then serve the sockets.
+            from ._handoff import ServerGroup, bind_and_listen
+
+            socks = bind_and_listen(host, port, kwargs)
+            servers = [await create_server(self, protocol_factory, sock=s, **kwargs) for s in socks]
+            return servers[0] if len(servers) == 1 else ServerGroup(self, servers)
+        if sock is not None and sharing.is_handoff(sock, kwargs.get("backlog", 100)):
             from ._handoff import HandoffServer
 
             server = HandoffServer(

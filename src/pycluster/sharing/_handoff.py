@@ -1,5 +1,6 @@
 """Serving a SCHED_RR handoff channel on any asyncio event loop, through
-``connect_accepted_socket`` (used for loops that accept in C: ``_cloop``)."""
+``connect_accepted_socket``, and binding a ``create_server(host, port)`` in Python (both for
+loops that listen and accept in C: ``_cloop``)."""
 
 from __future__ import annotations
 
@@ -139,3 +140,75 @@ class HandoffServer(asyncio.AbstractServer):
 
     def __repr__(self) -> str:
         return f"<pycluster HandoffServer sockets={self.sockets!r}>"
+
+
+def bind_and_listen(host: str | None, port: int, kwargs: dict[str, Any]) -> list[socket.socket]:
+    """The listening sockets asyncio's ``create_server(host, port)`` would make, made with
+    Python's (shared) ``bind`` and ``listen``; takes the options it uses out of ``kwargs``."""
+    family = kwargs.pop("family", socket.AF_UNSPEC)
+    flags = kwargs.pop("flags", socket.AI_PASSIVE)
+    reuse_address = kwargs.pop("reuse_address", None)
+    reuse_port = kwargs.pop("reuse_port", None)
+    backlog = kwargs.get("backlog", 100)
+    infos = socket.getaddrinfo(host or None, port, family, socket.SOCK_STREAM, 0, flags)
+    socks: list[socket.socket] = []
+    try:
+        for af, kind, proto, _, address in dict.fromkeys(infos):
+            sock = socket.socket(af, kind, proto)
+            socks.append(sock)
+            if reuse_address is not False:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            if af == socket.AF_INET6:
+                sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+            sock.bind(address)
+            sock.listen(backlog)
+    except BaseException:
+        for sock in socks:
+            sock.close()
+        raise
+    return socks
+
+
+class ServerGroup(asyncio.AbstractServer):
+    """Several servers (one per address family of a host) as one, as asyncio's Server is."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, servers: list[asyncio.AbstractServer]
+    ) -> None:
+        self._loop = loop
+        self._servers = servers
+
+    @property
+    def sockets(self) -> tuple[socket.socket, ...]:
+        return tuple(sock for server in self._servers for sock in getattr(server, "sockets", ()))
+
+    def get_loop(self) -> asyncio.AbstractEventLoop:
+        return self._loop
+
+    def is_serving(self) -> bool:
+        return any(server.is_serving() for server in self._servers)
+
+    async def start_serving(self) -> None:
+        for server in self._servers:
+            await server.start_serving()
+
+    def close(self) -> None:
+        for server in self._servers:
+            server.close()
+
+    async def wait_closed(self) -> None:
+        for server in self._servers:
+            await server.wait_closed()
+
+    async def serve_forever(self) -> None:
+        await asyncio.gather(*(server.serve_forever() for server in self._servers))
+
+    def close_clients(self) -> None:
+        for server in self._servers:
+            getattr(server, "close_clients", lambda: None)()
+
+    def abort_clients(self) -> None:
+        for server in self._servers:
+            getattr(server, "abort_clients", lambda: None)()

@@ -39,11 +39,12 @@ from typing import TYPE_CHECKING, Any
 from .._channel import fds_from_ancillary
 from . import _cloop
 from ._keys import Address, ListenKey, key_for
+from ._rr import HANDOFF_MAX
 
 if TYPE_CHECKING:
     from .._child import ChildRuntime
 
-_ANCILLARY_SPACE = socket.CMSG_SPACE(array.array("i").itemsize)
+_HANDOFF_ANCILLARY = socket.CMSG_SPACE(HANDOFF_MAX * array.array("i").itemsize)
 #: A blocking accept() waits in slices of this many milliseconds, returning to Python code in
 #: between: the heartbeat's pending call can only run then (``_heartbeat``).
 WAKE_MS = 250
@@ -62,6 +63,7 @@ class Shared:
     listening: bool = False
     stopped: bool = False
     hungry: bool = False
+    stash: deque[int] = field(default_factory=deque)  # SCHED_RR: handed, bytes not yet read
     leftovers: deque[socket.socket] = field(default_factory=deque)
     bell: socket.socket | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -182,8 +184,11 @@ class Sharing:
     def _take(self, sock: socket.socket, info: Shared) -> socket.socket:
         """One connection handed off by the primary (SCHED_RR protocol in ``_rr``).
 
-        A non-blocking accept that finds nothing says "hungry" and raises BlockingIOError; a
-        blocking one says it first, then waits. A doorbell only asks for the "hungry".
+        Each handed connection is one byte ``c``; a batch's descriptors all come with its first
+        byte and wait in ``info.stash`` while their bytes stay unread, so the socket stays
+        readable for a server that polls before it accepts. Each take is answered with ``a`` at
+        once. A non-blocking accept that finds nothing says "hungry" and raises BlockingIOError;
+        a blocking one says it first, then waits. A doorbell only asks for the "hungry".
         """
         with info.lock:  # one taker at a time keeps the answers in step with the takes
             if sock.gettimeout() != 0.0:
@@ -192,7 +197,7 @@ class Sharing:
                 if sock.gettimeout() is None:
                     _wait_readable(sock)
                 try:
-                    data, ancillary, _, _ = sock.recvmsg(1, _ANCILLARY_SPACE)
+                    data, ancillary, flags, _ = sock.recvmsg(1, _HANDOFF_ANCILLARY)
                 except BlockingIOError:
                     self._hungry(sock, info)
                     raise
@@ -200,19 +205,27 @@ class Sharing:
                 if data == b"d" and not fds:
                     self._hungry(sock, info)
                     continue
-                if data != b"c" or len(fds) != 1:
-                    _close_all(fds)
+                info.stash.extend(fds)
+                if data != b"c" or not info.stash or flags & socket.MSG_CTRUNC:
+                    _close_all([*info.stash])
+                    info.stash.clear()
                     self._stop_one(sock, info)
                     raise ConnectionAbortedError(
                         errno.ECONNABORTED, "the primary closed this server"
                     )
                 info.hungry = False
                 try:
+                    fd = info.stash.popleft()
+                except IndexError:  # dropped meanwhile by a disconnect on another thread
+                    raise ConnectionAbortedError(
+                        errno.ECONNABORTED, "the primary closed this server"
+                    ) from None
+                try:
                     os.write(sock.fileno(), b"a")
                 except OSError:
                     pass  # the primary is gone; the connection is ours anyway
                 break
-        conn = socket.socket(sock.family, sock.type, sock.proto, fileno=fds[0])
+        conn = socket.socket(sock.family, sock.type, sock.proto, fileno=fd)
         if socket.getdefaulttimeout() is None and sock.gettimeout():
             conn.setblocking(True)
         else:
@@ -228,10 +241,15 @@ class Sharing:
             except OSError:
                 pass
 
-    def is_handoff(self, sock: socket.socket) -> bool:
-        """Whether ``sock`` is a listening SCHED_RR handoff channel (``_cloop``)."""
+    def is_handoff(self, sock: socket.socket, backlog: int) -> bool:
+        """Whether ``sock`` is (or, bound and not yet listening, now becomes: a server that
+        listens in C would skip our ``listen``) a SCHED_RR handoff channel (``_cloop``)."""
         info = self.sockets.get(sock)
-        return info is not None and info.mode == "rr" and info.listening and not info.stopped
+        if info is None or info.mode != "rr" or info.stopped:
+            return False
+        if not info.listening:
+            sock.listen(backlog)
+        return True
 
     # -- names, connect, close ------------------------------------------------------------------
 
@@ -259,6 +277,7 @@ class Sharing:
     def closed(self, info: Shared) -> None:
         """The program closed a shared socket: the primary forgets it (after the close, so that
         under SCHED_RR nothing here can still take a connection it re-routes)."""
+        _drop_stash(info)
         if not info.stopped and self.runtime.connected:
             self.runtime.notify("close", id=info.id)
 
@@ -278,6 +297,7 @@ class Sharing:
         readable once per connection that was already queued on the worker's own listening
         socket; those are still served (``_accept_stopped``).
         """
+        _drop_stash(info)
         if info.stopped or sock.fileno() < 0:
             return
         if info.mode == "reuseport" and sock.type == socket.SOCK_STREAM:
@@ -425,6 +445,15 @@ def _epoll_watchers(fd: int) -> list[tuple[Any, int]]:
                     events |= getattr(obj, "_EVENT_WRITE", 0)
                 found.append((obj._selector, events))
     return found
+
+
+def _drop_stash(info: Shared) -> None:
+    """Close our copies of handed connections not taken: the primary re-routes its own."""
+    while info.stash:
+        try:
+            os.close(info.stash.popleft())
+        except OSError:
+            pass
 
 
 def _close_all(fds: list[int]) -> None:

@@ -24,10 +24,10 @@ This is what makes it better than Node's round robin:
 
 from __future__ import annotations
 
+import array
 import errno
 import os
 import socket
-import struct
 import time
 from collections import deque
 from typing import TYPE_CHECKING
@@ -43,11 +43,12 @@ ACCEPT_BATCH = 64
 #: backlog holds the rest). The program's own backlog is often tiny (socketserver's is 5): left
 #: in the kernel's queue, a burst overflows it and clients wait seconds for a SYN-ACK resend.
 WAITING_MAX = 4096
+#: Most connections handed in one message (the worker's receive has room for this many).
+HANDOFF_MAX = 16
 HANDOFF = b"c"
 DOORBELL = b"d"
 TAKEN = ord("a")
 HUNGRY = ord("h")
-_FD = struct.Struct("i")
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -157,39 +158,56 @@ class RoundRobinHandle(Handle):
             return
         accept = self.sock._accept  # type: ignore[attr-defined]
         waiting = self._waiting
+        before = len(waiting)
         for _ in range(ACCEPT_BATCH):
             if len(waiting) >= WAITING_MAX:
                 self._pause()  # resumes when workers have taken some
-                return
+                break
             try:
                 fd, _ = accept()
             except BlockingIOError:
-                return
+                break
             except OSError as exc:
                 if exc.errno in _RESOURCE_ERRORS:
                     self._pause()  # resumes when an answer frees a descriptor
-                return
-            self.accepted += 1
-            self._hand(fd)
+                break
+            waiting.append(fd)
+        self.accepted += len(waiting) - before
+        if waiting:
+            self._dispatch()
 
-    def _hand(self, fd: int) -> None:
-        """Give ``fd`` to the next hungry worker, or keep it waiting."""
-        ring = self._ring
-        while ring:
+    def _dispatch(self) -> None:
+        """Hand what waits to the hungry workers, in ring order, each its share of it (at most
+        ``HANDOFF_MAX`` in one message); ring the doorbells if some is left."""
+        waiting, ring = self._waiting, self._ring
+        if not ring:
+            if waiting:
+                self._ring_doorbells()
+            return
+        active = sum(1 for slot in self._slots if slot.active) or 1
+        share = min(-(-len(waiting) // active), HANDOFF_MAX)
+        gone: list[_Slot] = []
+        while waiting and ring:
             slot = ring.popleft()
             slot.queued = False
             slot.hungry = False
+            count = min(share, len(waiting))
+            fds = [waiting.popleft() for _ in range(count)]
             try:
-                slot.sock.sendmsg([HANDOFF], [(socket.SOL_SOCKET, socket.SCM_RIGHTS, _FD.pack(fd))])
+                sent = slot.sock.sendmsg(
+                    [HANDOFF * count],
+                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())],
+                )
             except OSError:
-                self._close_slot(slot)  # its worker is gone: try the next one
-                continue
+                sent = 0
             if not slot.in_flight:
                 slot.since = time.monotonic()
-            slot.in_flight.append(fd)
-            return
-        self._waiting.append(fd)
-        if len(self._waiting) == 1:
+            slot.in_flight.extend(fds)  # kept until taken: a dead worker's go to the others
+            if sent != count:
+                gone.append(slot)  # its worker is gone (or stuck with a full socket)
+        for slot in gone:
+            self._close_slot(slot)
+        if waiting:
             self._ring_doorbells()
 
     def _on_answer(self, slot: _Slot) -> None:
@@ -217,10 +235,8 @@ class RoundRobinHandle(Handle):
         if slot.hungry and slot.active and not slot.queued:
             slot.queued = True
             self._ring.append(slot)
-        while self._waiting and self._ring:
-            self._hand(self._waiting.popleft())
         if self._waiting:
-            self._ring_doorbells()
+            self._dispatch()
         self._resume()
 
     # -- bookkeeping ------------------------------------------------------------------------
@@ -252,11 +268,9 @@ class RoundRobinHandle(Handle):
             for fd in untaken:
                 os.close(fd)
             return
-        self._waiting.extend(untaken)
-        while self._waiting and self._ring:
-            self._hand(self._waiting.popleft())
+        self._waiting.extendleft(reversed(untaken))  # they came first
         if self._waiting:
-            self._ring_doorbells()
+            self._dispatch()
         self._resume()
 
     def _any_active(self) -> bool:
