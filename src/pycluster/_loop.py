@@ -7,7 +7,6 @@ the result). Deliberately smaller than asyncio: the dispatch path stays a handfu
 
 from __future__ import annotations
 
-import concurrent.futures
 import os
 import selectors
 import sys
@@ -15,9 +14,12 @@ import threading
 import traceback
 from collections import deque
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._events import EventEmitter
+
+if TYPE_CHECKING:
+    import concurrent.futures
 
 T = TypeVar("T")
 Callback = Callable[[], None]
@@ -89,6 +91,8 @@ class Loop:
         if self.in_loop_thread():
             return fn(*args)
         self.start()
+        import concurrent.futures  # here: it costs every worker 4 ms at start, for nothing
+
         future: concurrent.futures.Future[T] = concurrent.futures.Future()
 
         def call() -> None:
