@@ -56,7 +56,8 @@ class _Slot:
     """One worker's handoff socket for this key, and what it holds untaken."""
 
     __slots__ = (
-        "active", "fd", "hungry", "in_flight", "queued", "rung", "since", "sock", "worker_id",
+        "active", "fd", "handed", "hungry", "in_flight", "queued", "rung", "since", "sock",
+        "worker_id",
     )  # fmt: skip
 
     def __init__(self, worker_id: int, sock: socket.socket) -> None:
@@ -69,6 +70,11 @@ class _Slot:
         self.queued = False  # in the ring of hungry slots
         self.rung = False  # a doorbell is waiting for its answer
         self.since = 0.0  # while in_flight: when the worker last made progress on it
+        self.handed = 0  # connections handed so far: the hungry worker with fewest goes first
+
+
+def _handed(slot: _Slot) -> int:
+    return slot.handed
 
 
 class RoundRobinHandle(Handle):
@@ -188,7 +194,8 @@ class RoundRobinHandle(Handle):
         share = min(-(-len(waiting) // active), HANDOFF_MAX)
         gone: list[_Slot] = []
         while waiting and ring:
-            slot = ring.popleft()
+            slot = min(ring, key=_handed) if len(ring) > 1 else ring[0]
+            ring.remove(slot)
             slot.queued = False
             slot.hungry = False
             count = min(share, len(waiting))
@@ -203,6 +210,7 @@ class RoundRobinHandle(Handle):
             if not slot.in_flight:
                 slot.since = time.monotonic()
             slot.in_flight.extend(fds)  # kept until taken: a dead worker's go to the others
+            slot.handed += count
             if sent != count:
                 gone.append(slot)  # its worker is gone (or stuck with a full socket)
         for slot in gone:
