@@ -18,7 +18,7 @@ from pathlib import Path
 
 from . import _env
 
-SCENARIOS = ("throughput", "skew", "fairness", "startup", "ipc")
+SCENARIOS = ("throughput", "skew", "fairness", "startup", "reload", "ipc")
 
 
 def main() -> None:

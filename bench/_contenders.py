@@ -131,3 +131,19 @@ def policy_contenders() -> list[Server]:
         out += [node("rr"), node("none")]
     out.append(baseline("asyncio"))
     return out
+
+
+def supervised(policy: str) -> Server:
+    """``pycluster run`` (the supervisor: SIGHUP is a rolling reload) with the asyncio worker."""
+    script, env = WORKER_SERVERS["asyncio"]
+    return Server(
+        f"pycluster run {policy.upper()} · asyncio",
+        [PY, "-m", "pycluster", "run", "-w", str(WORKERS), "--sched", policy, "--name",
+         f"bench-{policy}", "--graceful-timeout", "10", str(script)],
+        env, workers=WORKERS, policy=policy,
+    )  # fmt: skip
+
+
+def reload_contenders() -> list[Server]:
+    """Scenario 8: servers that reload their workers on SIGHUP."""
+    return [supervised(p) for p in POLICIES] + [gunicorn("sync", False), uvicorn(), granian()]

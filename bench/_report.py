@@ -60,9 +60,14 @@ def chart(table: Table, path: Path, unit: str, log: bool = False) -> bool:
 
 
 def write(
-    path: Path, intro: str, machine: dict[str, str], sections: Sequence[tuple[Table, str]]
+    path: Path,
+    intro: str,
+    machine: dict[str, str],
+    sections: Sequence[tuple[Table, str]],
+    notes: str = "",
 ) -> None:
-    """``sections``: (table, chart unit or "" for none)."""
+    """``sections``: (table, chart unit or "" for none); ``notes`` (bench/NOTES.md, written by
+    hand: where the time goes, why a target is missed) goes at the end."""
     out = [intro.rstrip() + "\n", "## The machine\n"]
     out += [f"- {key}: {value}" for key, value in machine.items()]
     out.append("")
@@ -72,4 +77,6 @@ def write(
             image = path.parent / "img" / f"{slug(table.title)}.png"
             if chart(table, image, unit):
                 out.append(f"![{table.title}](img/{image.name})\n")
+    if notes:
+        out.append(notes.rstrip() + "\n")
     path.write_text("\n".join(out))

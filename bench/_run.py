@@ -201,6 +201,12 @@ def run_all(only: Sequence[str], runs: int, seconds: float, quick: bool, out: Pa
         counts = (2, 8) if quick else (2, 8, 32)
         tables["startup"] = _scenarios.startup(make, counts, runs)
         sections.append((tables["startup"], "ms"))
+    if "reload" in only:
+        _say("reload (scenario 8)")
+        tables["reload"] = _scenarios.reload(
+            c.reload_contenders(), runs, max(seconds * 2, 6), reloads=2
+        )
+        sections.append((tables["reload"], "failed requests"))
     if "ipc" in only:
         _say("IPC (scenario 7)")
         tables["ipc"] = ipc_table(runs, quick)
@@ -216,5 +222,6 @@ def run_all(only: Sequence[str], runs: int, seconds: float, quick: bool, out: Pa
             mode="--quick" if quick else f"{runs} runs of {seconds:g} s", date=machine["date"],
             runs=runs,
         )  # fmt: skip
-        _report.write(out, intro, machine, sections)
+        notes = Path(__file__).with_name("NOTES.md")
+        _report.write(out, intro, machine, sections, notes.read_text() if notes.exists() else "")
         _say(f"wrote {out}")

@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import os
+import re
+import signal
 import statistics
+import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 from . import _wrk
 from ._proc import Running, Server, cpu_ns, descendants
@@ -220,4 +225,66 @@ def startup(make: dict[str, Callable[[int], Server]], counts: Sequence[int], run
         ["cluster"] + [f"N = {n}" for n in counts],
         rows,
         series={name: {f"N = {n}": times[(name, n)].median for n in counts} for name in make},
+    )
+
+
+def _load_counts(out: str) -> tuple[int, int]:
+    """(requests, failed) from bench/_load.py's line; a stalled request counts as failed."""
+    match = re.search(r"(\d+) requests in .* failed (\d+) .* stalled (\d+)", out)
+    if match is None:
+        raise RuntimeError(f"the load client printed no summary: {out!r}")
+    return int(match.group(1)), int(match.group(2)) + int(match.group(3))
+
+
+def reload(servers: Sequence[Server], runs: int, seconds: float, reloads: int) -> Table:
+    """Scenario 8: failed requests while each server is sent SIGHUP ``reloads`` times (evenly
+    spaced) under load: keep-alive (wrk -c50) and a new connection per request (50 asyncio
+    clients that count every request: bench/_load.py)."""
+    failed: dict[tuple[str, bool], list[tuple[int, int]]] = collections.defaultdict(list)
+    root = Path(__file__).resolve().parent.parent
+
+    def measure(running: Running, run: int) -> None:
+        for close in (False, True):
+            if close:
+                argv = [sys.executable, "-m", "bench._load", str(running.port), str(seconds), "50"]
+            else:
+                argv = ["wrk", "-t1", "-c50", f"-d{seconds:g}s", "--timeout", "5s",
+                        f"http://127.0.0.1:{running.port}/"]  # fmt: skip
+            load = subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, cwd=root)
+            started = time.monotonic()
+            for k in range(1, reloads + 1):
+                time.sleep(max(0.0, started + seconds * k / (reloads + 1) - time.monotonic()))
+                os.kill(running.pid, signal.SIGHUP)
+            out, _ = load.communicate(timeout=seconds + 60)
+            if close:
+                failed[(running.server.name, close)].append(_load_counts(out))
+            else:
+                result = _wrk.parse(out)
+                failed[(running.server.name, close)].append((result.requests, result.errors))
+            time.sleep(2)  # let the last reload finish before the next load
+
+    _runs(servers, runs, measure)
+
+    def show(name: str, close: bool) -> str:
+        values = failed[(name, close)]
+        if not values:
+            return "n/a"
+        spread = Spread([float(f) for _, f in values])
+        requests = statistics.median(r for r, _ in values)
+        return f"{spread.show()} of {requests:,.0f}"
+
+    return Table(
+        f"Reload: failed requests during {reloads} reloads (SIGHUP) in {seconds:g} s of load",
+        ["server", "keep-alive (wrk -c50)", "a connection per request (50 clients)"],
+        [[s.name, show(s.name, False), show(s.name, True)] for s in servers],
+        series={
+            "keep-alive": {
+                s.name: Spread([float(f) for _, f in failed[(s.name, False)]]).median
+                for s in servers
+            },
+            "a connection per request": {
+                s.name: Spread([float(f) for _, f in failed[(s.name, True)]]).median
+                for s in servers
+            },
+        },
     )
