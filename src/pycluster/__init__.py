@@ -21,12 +21,14 @@ from ._errors import (
     ProtocolError,
 )
 from ._events import EventEmitter
-from ._primary import Primary
 from ._settings import SCHED_NONE, SCHED_REUSEPORT, SCHED_RR, SchedulingPolicy
 from ._worker import Worker, WorkerStats
 from .sharing._intercept import exclusive
 from .sharing._keys import Address
 from .sharing._listen import listen
+
+if TYPE_CHECKING:
+    from ._primary import Primary
 
 __all__ = [
     "SCHED_NONE",
