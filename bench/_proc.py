@@ -34,19 +34,17 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+_TICK_NS = 1_000_000_000 // os.sysconf("SC_CLK_TCK")
+
+
 def cpu_ns(pid: int) -> int:
-    """CPU time of every thread of ``pid`` so far, in nanoseconds (0 once it is gone)."""
-    total = 0
+    """CPU time (user + system) of ``pid`` so far, in nanoseconds, threads that already ended
+    included (/proc/PID/stat; 0 once it is gone). Clock ticks: 10 ms, fine over seconds."""
     try:
-        tasks = list(Path(f"/proc/{pid}/task").iterdir())
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return 0
-    for task in tasks:
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            pass
-    return total
+    return (int(fields[11]) + int(fields[12])) * _TICK_NS
 
 
 def descendants(pid: int) -> list[int]:

@@ -140,7 +140,8 @@ def skew(servers: Sequence[Server], runs: int, seconds: float, connections: int)
 
     _runs(servers, runs, measure)
     rows = [
-        [s.name, rps[s.name].show()] + [lat[(s.name, k)].show(",.1f") for k in ("50", "99", "max")]
+        [s.name, rps[s.name].show()]
+        + [lat[(s.name, k)].show(",.1f") for k in ("50", "90", "99", "max")]
         for s in servers
     ]
     return Table(

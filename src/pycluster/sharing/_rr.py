@@ -2,30 +2,34 @@
 
 Each (worker, key) pair has its own handoff socket (a Unix stream pair; the worker adopts its end
 as its server socket). The worker says ``h`` ("hungry") when its ``accept()`` found nothing and
-it will accept again as soon as something comes; the primary hands one connection (one byte ``c``
-with the descriptor) to a hungry worker; the worker answers ``a`` once it took it. When no worker
-is hungry, the primary rings a doorbell (``d``, no descriptor) on the workers that are idle, so a
-selector-based server wakes up, calls ``accept()`` and says it is hungry.
+it will accept again as soon as something comes. The primary accepts what the kernel has queued
+(up to ``ACCEPT_BATCH`` per wake-up) and hands it to the hungry workers, the one handed fewest
+lately first, each at most its share of what waits (``HANDOFF_MAX`` at most): one message of one
+byte ``c`` per connection with all their descriptors. The worker answers ``a`` for each one it
+took. When no worker is hungry, the primary rings a doorbell (``d``, no descriptor) on the
+workers that are idle, so a selector-based server wakes up, calls ``accept()`` and says it is
+hungry.
 
 This is what makes it better than Node's round robin:
 
 - a connection goes only to a worker that is in (or about to return to) ``accept()``: a worker
-  busy or stuck in a handler is skipped, and no client queues behind it;
+  busy or stuck in a handler is skipped (it holds at most the batch it was handed last);
 - the primary keeps its copy of each connection until the worker took it: if the worker dies or
   closes its server first, the connection goes to another worker instead of being lost;
 - when no worker is free the primary keeps accepting, up to ``WAITING_MAX`` connections that
   wait in order for the next hungry worker (then the kernel's backlog holds the rest): a burst
   never overflows the program's small listen backlog; with no worker listening at all (all
   leaving, or all dead) it stops, and the kernel's queue holds them;
-- per connection the primary makes a few system calls (accept4, sendmsg, a share of a recv for
-  the answers, close) and keeps no Python object beyond the descriptor number: hungry workers
-  wait in a ring, so choosing one is O(1).
+- per connection the primary makes two system calls (accept4 and, once the worker took it,
+  close) plus its share of one sendmsg per batch and one recv per batch of answers, and keeps
+  no Python object beyond the descriptor number.
 """
 
 from __future__ import annotations
 
 import array
 import errno
+import math
 import os
 import socket
 import time
@@ -43,6 +47,9 @@ ACCEPT_BATCH = 64
 #: backlog holds the rest). The program's own backlog is often tiny (socketserver's is 5): left
 #: in the kernel's queue, a burst overflows it and clients wait seconds for a SYN-ACK resend.
 WAITING_MAX = 4096
+#: How long (seconds, the time constant of an exponential decay) a worker's handed connections
+#: count against it when the primary chooses among hungry workers.
+RECENT_S = 1.0
 #: Most connections handed in one message (the worker's receive has room for this many).
 HANDOFF_MAX = 16
 HANDOFF = b"c"
@@ -56,8 +63,8 @@ class _Slot:
     """One worker's handoff socket for this key, and what it holds untaken."""
 
     __slots__ = (
-        "active", "fd", "handed", "hungry", "in_flight", "queued", "rung", "since", "sock",
-        "worker_id",
+        "active", "fd", "hungry", "in_flight", "queued", "recent", "recent_at", "rung", "since",
+        "sock", "worker_id",
     )  # fmt: skip
 
     def __init__(self, worker_id: int, sock: socket.socket) -> None:
@@ -70,11 +77,15 @@ class _Slot:
         self.queued = False  # in the ring of hungry slots
         self.rung = False  # a doorbell is waiting for its answer
         self.since = 0.0  # while in_flight: when the worker last made progress on it
-        self.handed = 0  # connections handed so far: the hungry worker with fewest goes first
+        # Connections handed lately (decaying with RECENT_S): of the hungry workers, the one
+        # handed fewest goes first, so that a burst splits evenly.
+        self.recent = 0.0
+        self.recent_at = 0.0
 
 
-def _handed(slot: _Slot) -> int:
-    return slot.handed
+def _recent(slot: _Slot, now: float) -> float:
+    """What ``slot`` was handed lately, decayed to ``now``."""
+    return slot.recent * math.exp((slot.recent_at - now) / RECENT_S)
 
 
 class RoundRobinHandle(Handle):
@@ -191,10 +202,11 @@ class RoundRobinHandle(Handle):
                 self._ring_doorbells()
             return
         active = sum(1 for slot in self._slots if slot.active) or 1
+        now = time.monotonic()
         share = min(-(-len(waiting) // active), HANDOFF_MAX)
         gone: list[_Slot] = []
         while waiting and ring:
-            slot = min(ring, key=_handed) if len(ring) > 1 else ring[0]
+            slot = min(ring, key=lambda s: _recent(s, now)) if len(ring) > 1 else ring[0]
             ring.remove(slot)
             slot.queued = False
             slot.hungry = False
@@ -208,9 +220,10 @@ class RoundRobinHandle(Handle):
             except OSError:
                 sent = 0
             if not slot.in_flight:
-                slot.since = time.monotonic()
+                slot.since = now
             slot.in_flight.extend(fds)  # kept until taken: a dead worker's go to the others
-            slot.handed += count
+            slot.recent = _recent(slot, now) + count
+            slot.recent_at = now
             if sent != count:
                 gone.append(slot)  # its worker is gone (or stuck with a full socket)
         for slot in gone:
