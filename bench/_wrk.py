@@ -62,7 +62,7 @@ def run(
     path: str = "/",
 ) -> WrkResult:
     """``wrk -t1 -c<connections>`` against 127.0.0.1:port for ``seconds``."""
-    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds}s", "--latency", "--timeout", "5s"]
+    argv = ["wrk", "-t1", f"-c{connections}", f"-d{seconds:g}s", "--latency", "--timeout", "5s"]
     if close:
         argv += ["-H", "Connection: close"]
     if script:
