@@ -35,6 +35,7 @@ class HandoffServer(asyncio.AbstractServer):
         self._serving = False
         self._closed = asyncio.Event()
         self._serve_forever: asyncio.Future[None] | None = None
+        self._connecting: set[asyncio.Task[None]] = set()  # the loop keeps only weak references
         sock.setblocking(False)
 
     # -- asyncio.AbstractServer -----------------------------------------------------------------
@@ -118,7 +119,9 @@ class HandoffServer(asyncio.AbstractServer):
                     return
                 raise
             conn.setblocking(False)
-            self._loop.create_task(self._connect(conn))
+            task = self._loop.create_task(self._connect(conn))
+            self._connecting.add(task)
+            task.add_done_callback(self._connecting.discard)
 
     def _resume(self) -> None:
         if self._serving and self._sock is not None:
