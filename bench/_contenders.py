@@ -107,11 +107,11 @@ def throughput_contenders(quick: bool) -> list[Server]:
     """Scenarios 1 and 2 (and 5, the primary's CPU)."""
     out: list[Server] = []
     if has_node():
-        out += [node("rr"), node("none")] + ([] if quick else [node("", 0)])
+        out += [node("rr")] if quick else [node("rr"), node("none"), node("", 0)]
     if not quick:
         out += [gunicorn(k, r) for k in ("sync", "gthread") for r in (False, True)]
     out += [uvicorn(), granian()]
-    servers = ["asyncio", "asyncio+uvloop"] if quick else list(WORKER_SERVERS)
+    servers = ["asyncio+uvloop"] if quick else list(WORKER_SERVERS)
     for server in servers:
         out += [pycluster(server, policy) for policy in POLICIES]
     if not quick:
@@ -144,6 +144,8 @@ def supervised(policy: str) -> Server:
     )  # fmt: skip
 
 
-def reload_contenders() -> list[Server]:
+def reload_contenders(quick: bool) -> list[Server]:
     """Scenario 8: servers that reload their workers on SIGHUP."""
+    if quick:
+        return [supervised("rr"), uvicorn(), granian()]
     return [supervised(p) for p in POLICIES] + [gunicorn("sync", False), uvicorn(), granian()]

@@ -204,7 +204,7 @@ def run_all(only: Sequence[str], runs: int, seconds: float, quick: bool, out: Pa
     if "reload" in only:
         _say("reload (scenario 8)")
         tables["reload"] = _scenarios.reload(
-            c.reload_contenders(), runs, max(seconds * 2, 6), reloads=2
+            c.reload_contenders(quick), runs, 3 if quick else max(seconds * 2, 6), reloads=2
         )
         sections.append((tables["reload"], "failed requests"))
     if "ipc" in only:
