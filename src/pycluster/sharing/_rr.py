@@ -194,8 +194,9 @@ class RoundRobinHandle(Handle):
             self._dispatch()
 
     def _dispatch(self) -> None:
-        """Hand what waits to the hungry workers, in ring order, each its share of it (at most
-        ``HANDOFF_MAX`` in one message); ring the doorbells if some is left."""
+        """Hand what waits to the hungry workers, the one handed fewest lately first, each its
+        share of it (at most ``HANDOFF_MAX`` in one message); ring the doorbells if some is
+        left."""
         waiting, ring = self._waiting, self._ring
         if not ring:
             if waiting:
