@@ -191,7 +191,9 @@ class Sharing:
         a blocking one says it first, then waits. A doorbell only asks for the "hungry".
         """
         with info.lock:  # one taker at a time keeps the answers in step with the takes
-            if sock.gettimeout() != 0.0:
+            if sock.gettimeout() != 0.0 and not info.stash:
+                # About to wait (with a batch still stashed, its next byte is already here: a
+                # busy server asking for more would only pile connections up behind itself).
                 self._hungry(sock, info)
             while True:
                 if sock.gettimeout() is None:
