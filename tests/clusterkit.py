@@ -235,14 +235,25 @@ class Supervised:
         self.out: list[str] = []
         self.log: list[str] = []
         self.changed = threading.Condition()
-        for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.log)):
-            threading.Thread(target=self._pump, args=(stream, into), daemon=True).start()
+        self._pumps = [
+            threading.Thread(target=self._pump, args=(stream, into), daemon=True)
+            for stream, into in ((self.proc.stdout, self.out), (self.proc.stderr, self.log))
+        ]
+        for pump in self._pumps:
+            pump.start()
 
     def _pump(self, stream: object, into: list[str]) -> None:
         for line in stream:  # type: ignore[attr-defined]
             with self.changed:
                 into.append(line)
                 self.changed.notify_all()
+
+    def finish(self, timeout: float) -> int:
+        """Wait for the supervisor to exit and for its last output to be read; its exit code."""
+        code = self.proc.wait(timeout)
+        for pump in self._pumps:
+            pump.join(timeout)
+        return code
 
     def wait_for(self, predicate: object, timeout: float = 30) -> None:
         with self.changed:

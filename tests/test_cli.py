@@ -90,7 +90,7 @@ def test_run_serves_and_stops_gracefully_on_sigterm() -> None:
         cluster.wait_for(lambda: len(cluster.pids()) == 2)
         assert get(cluster.port()) in {str(p) for p in cluster.pids()}
         cluster.proc.send_signal(signal.SIGTERM)
-        assert cluster.proc.wait(30) == 0
+        assert cluster.finish(30) == 0
         assert wait_until(lambda: not any(pid_alive(p) for p in cluster.pids()), timeout=5)
         assert any("stopping all workers gracefully" in line for line in cluster.log)
     finally:
@@ -146,7 +146,7 @@ def test_rolling_reload_under_load_loses_no_request() -> None:
         assert len(after) == 2
         assert wait_until(lambda: not any(pid_alive(p) for p in before), timeout=10)
         cluster.proc.send_signal(signal.SIGTERM)
-        assert cluster.proc.wait(30) == 0
+        assert cluster.finish(30) == 0
     finally:
         cluster.stop()
 
@@ -164,7 +164,7 @@ def test_scale_up_and_down_with_ttin_ttou() -> None:
         cluster.proc.send_signal(signal.SIGUSR1)
         cluster.wait_for(lambda: any("uptime" in line for line in cluster.log))
         cluster.proc.send_signal(signal.SIGINT)
-        assert cluster.proc.wait(30) == 0
+        assert cluster.finish(30) == 0
     finally:
         cluster.stop()
 
@@ -184,7 +184,7 @@ def test_log_prefix_and_pidfile(tmp_path: Path) -> None:
             assert rest.startswith(f"{pid}: listening on"), line
         assert pidfile.read_text().strip() == str(cluster.proc.pid)
         cluster.proc.send_signal(signal.SIGTERM)
-        assert cluster.proc.wait(30) == 0
+        assert cluster.finish(30) == 0
         assert not pidfile.exists()
     finally:
         cluster.stop()

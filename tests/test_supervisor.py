@@ -113,7 +113,7 @@ def test_status_scale_reload_stop_commands() -> None:
         assert "no cluster named 'other'" in cluster.command("status", "--name", "other").stderr
         done = cluster.command("stop")
         assert (done.returncode, done.stdout.strip()) == (0, "server: stopped (exit code 0)")
-        assert cluster.proc.wait(30) == 0
+        assert cluster.finish(30) == 0
         assert not control.exists()
     finally:
         cluster.stop()
@@ -285,7 +285,7 @@ def test_systemd_notify(tmp_path: Path) -> None:
         fields = listener.recv(4096).decode().split("\n")
         while "STOPPING=1" not in fields:
             fields = listener.recv(4096).decode().split("\n")
-        assert cluster.proc.wait(30) == 0
+        assert cluster.finish(30) == 0
     finally:
         cluster.stop()
         listener.close()
@@ -451,7 +451,7 @@ def test_stop_signal_lets_the_server_close_kept_alive_connections(tmp_path: Path
         assert get_pid(port) != old
         kept.close()
         cluster.proc.send_signal(signal.SIGTERM)
-        assert cluster.proc.wait(30) == 0
+        assert cluster.finish(30) == 0
     finally:
         cluster.stop()
 
@@ -533,7 +533,7 @@ def test_sigquit_stops_at_once() -> None:
         held.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n")
         assert held.recv(100).startswith(b"HTTP/1.")
         cluster.proc.send_signal(signal.SIGQUIT)
-        assert cluster.proc.wait(20) == 0
+        assert cluster.finish(20) == 0
         assert cluster.logged("stopping all workers now")
         assert sum("stopped (signal SIGTERM)" in line for line in cluster.log) == 2
         held.close()
