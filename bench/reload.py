@@ -26,6 +26,8 @@ import threading
 import time
 from pathlib import Path
 
+from . import _wrk
+
 ROOT = Path(__file__).resolve().parent.parent
 SERVER = ROOT / "examples" / "server.py"
 POLICIES = ("rr", "none", "reuseport")
@@ -94,14 +96,7 @@ def run_once(policy: str, close: bool, duration: int, reloads: int) -> tuple[int
     print(f"    {policy} {mode}: {' '.join(notes) or 'no errors'}", file=sys.stderr)
     if close:
         return requests, int(re.search(r"failed (\d+)", out).group(1)), completed  # type: ignore[union-attr]
-    failed = 0
-    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
-    if errors:
-        failed += sum(int(n) for n in errors.groups())
-    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if non2xx:
-        failed += int(non2xx.group(1))
-    return requests, failed, completed
+    return requests, _wrk.parse(out).errors, completed
 
 
 def main() -> None:

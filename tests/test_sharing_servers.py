@@ -31,6 +31,17 @@ class Pid(BaseHTTPRequestHandler):
         pass
 """
 
+# An asyncio protocol answering with the worker's pid (the servers below that use a protocol).
+PID_PROTOCOL = """
+import asyncio
+class Pid(asyncio.Protocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def data_received(self, data):
+        self.transport.write(str(os.getpid()).encode())
+        self.transport.close()
+"""
+
 SERVERS = {
     "HTTPServer": (
         "http",
@@ -87,14 +98,8 @@ asyncio.run(main())
     ),
     "loop.create_server": (
         "raw",
-        """
-import asyncio
-class Pid(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport = transport
-    def data_received(self, data):
-        self.transport.write(str(os.getpid()).encode())
-        self.transport.close()
+        PID_PROTOCOL
+        + """
 async def main():
     loop = asyncio.get_running_loop()
     server = await loop.create_server(Pid, host="127.0.0.1", port=0)
@@ -104,14 +109,8 @@ asyncio.run(main())
     ),
     "create_server(sock=cluster.listen())": (
         "raw",
-        """
-import asyncio
-class Pid(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport = transport
-    def data_received(self, data):
-        self.transport.write(str(os.getpid()).encode())
-        self.transport.close()
+        PID_PROTOCOL
+        + """
 async def main():
     sock = cluster.listen(("127.0.0.1", 0))
     server = await asyncio.get_running_loop().create_server(Pid, sock=sock)
@@ -121,15 +120,9 @@ asyncio.run(main())
     ),
     "uvloop create_server(sock=cluster.listen())": (
         "raw",
-        """
-import asyncio
+        PID_PROTOCOL
+        + """
 import uvloop
-class Pid(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport = transport
-    def data_received(self, data):
-        self.transport.write(str(os.getpid()).encode())
-        self.transport.close()
 async def main():
     sock = cluster.listen(("127.0.0.1", 0))
     server = await asyncio.get_running_loop().create_server(Pid, sock=sock)
@@ -140,15 +133,9 @@ uvloop.run(main())
     ),
     "uvloop create_server(host, port)": (
         "raw",
-        """
-import asyncio
+        PID_PROTOCOL
+        + """
 import uvloop
-class Pid(asyncio.Protocol):
-    def connection_made(self, transport):
-        self.transport = transport
-    def data_received(self, data):
-        self.transport.write(str(os.getpid()).encode())
-        self.transport.close()
 async def main():
     server = await asyncio.get_running_loop().create_server(Pid, "127.0.0.1", 0)
     out("server", type(server).__name__)
