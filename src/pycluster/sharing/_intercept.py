@@ -64,6 +64,7 @@ class Shared:
     stopped: bool = False
     hungry: bool = False
     stash: deque[int] = field(default_factory=deque)  # SCHED_RR: handed, bytes not yet read
+    stash_lock: threading.Lock = field(default_factory=threading.Lock)
     leftovers: deque[socket.socket] = field(default_factory=deque)
     bell: socket.socket | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -207,21 +208,22 @@ class Sharing:
                 if data == b"d" and not fds:
                     self._hungry(sock, info)
                     continue
-                info.stash.extend(fds)
-                if data != b"c" or not info.stash or flags & socket.MSG_CTRUNC:
-                    _close_all([*info.stash])
-                    info.stash.clear()
+                # The byte just read and the descriptor taken must stay paired: a disconnect on
+                # another thread drops the whole stash at once, under the same lock.
+                with info.stash_lock:
+                    info.stash.extend(fds)
+                    fd = info.stash.popleft() if data == b"c" and info.stash else -1
+                if fd < 0 or flags & socket.MSG_CTRUNC:
+                    # The primary closed this server, sent nonsense, or the stash was dropped by
+                    # a disconnect meanwhile: nothing answered, so the primary re-routes it all.
+                    if fd >= 0:
+                        os.close(fd)
+                    _drop_stash(info)
                     self._stop_one(sock, info)
                     raise ConnectionAbortedError(
                         errno.ECONNABORTED, "the primary closed this server"
                     )
                 info.hungry = False
-                try:
-                    fd = info.stash.popleft()
-                except IndexError:  # dropped meanwhile by a disconnect on another thread
-                    raise ConnectionAbortedError(
-                        errno.ECONNABORTED, "the primary closed this server"
-                    ) from None
                 try:
                     os.write(sock.fileno(), b"a")
                 except OSError:
@@ -451,11 +453,10 @@ def _epoll_watchers(fd: int) -> list[tuple[Any, int]]:
 
 def _drop_stash(info: Shared) -> None:
     """Close our copies of handed connections not taken: the primary re-routes its own."""
-    while info.stash:
-        try:
-            os.close(info.stash.popleft())
-        except OSError:
-            pass
+    with info.stash_lock:
+        fds = list(info.stash)
+        info.stash.clear()
+    _close_all(fds)
 
 
 def _close_all(fds: list[int]) -> None:
