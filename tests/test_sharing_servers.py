@@ -42,6 +42,17 @@ class Pid(asyncio.Protocol):
         self.transport.close()
 """
 
+# An ASGI app answering with the worker's pid and a Content-Length (httptools would chunk).
+PID_ASGI_APP = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = str(os.getpid()).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
 SERVERS = {
     "HTTPServer": (
         "http",
@@ -145,15 +156,9 @@ uvloop.run(main())
     ),
     "uvicorn.run on uvloop + httptools": (
         "http",
-        """
+        PID_ASGI_APP
+        + """
 import uvicorn
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    body = str(os.getpid()).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 uvicorn.run(app, host="127.0.0.1", port=0, loop="uvloop", http="httptools",
             log_level="warning", lifespan="off")
 """,
@@ -231,17 +236,11 @@ asyncio.run(uvicorn.Server(config).serve(sockets=[sock]))
     ),
     "uvicorn Server.serve(sockets=[cluster.listen()]), uvloop + httptools": (
         "http",
-        """
+        PID_ASGI_APP
+        + """
 import asyncio
 import uvicorn
 import uvloop
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    body = str(os.getpid()).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
 sock = cluster.listen(("127.0.0.1", 0))
 config = uvicorn.Config(app, loop="uvloop", http="httptools", log_level="warning",
                         lifespan="off")
