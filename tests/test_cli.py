@@ -44,6 +44,33 @@ def test_module_and_pyproject(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(
+    ("argv", "expected"),
+    [
+        # Everything after the module or script is the program's, as with `python -m`: before,
+        # `-b` was refused and `-w 3` silently started 3 workers.
+        (["run", "-m", "daphne", "-b", "::1", "app"], ("-m daphne", ["-b", "::1", "app"], 2)),
+        (["run", "-w", "2", "-m", "prog", "-w", "3", "app"], ("-m prog", ["-w", "3", "app"], 2)),
+        (["run", "--workers=2", "-mhttp.server", "-d", "/"], ("-m http.server", ["-d", "/"], 2)),
+        (["run", "--workers", "2", "--", "-m", "x"], ("-m x", [], 2)),
+    ],
+)  # fmt: skip
+def test_the_programs_options_are_its_own(
+    tmp_path: Path, argv: list[str], expected: tuple[str, list[str], int]
+) -> None:
+    config, exec_, args = parse(argv, environ={"PYCLUSTER_WORKERS": "2"}, cwd=tmp_path)
+    assert (exec_, args, config.workers) == expected
+
+
+def test_a_scripts_options_are_its_own(tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text("")
+    config, exec_, args = parse(
+        ["run", "-w", "2", str(script), "-w", "5", "--sched", "x"], environ={}, cwd=tmp_path
+    )
+    assert (exec_, args, config.workers) == (str(script), ["-w", "5", "--sched", "x"], 2)
+
+
+@pytest.mark.parametrize(
     ("argv", "environ", "message"),
     [
         (["run", "-w", "0", "APP"], {}, "--workers: '0' is not valid for workers: must be"),
@@ -52,6 +79,7 @@ def test_module_and_pyproject(tmp_path: Path) -> None:
         (["run", "--graceful-timeout", "-1", "APP"], {}, "must be > 0"),
         (["run", "nope.py"], {}, "no such script: 'nope.py'"),
         (["run"], {}, "name a SCRIPT or -m MODULE"),
+        (["run", "-w", "2", "-m"], {}, "-m: name the MODULE to run"),
     ],
 )  # fmt: skip
 def test_bad_options_name_what_is_wrong(

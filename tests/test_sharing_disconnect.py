@@ -173,3 +173,71 @@ def test_disconnect_of_a_blocking_accept_loop(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [["exit", 0, None, True], ["exit", 0, None, True]]
+
+
+QUEUED_AT_STOP_SERVERS = {
+    "asyncio": "import asyncio\nnew_loop = asyncio.new_event_loop",
+    "uvloop": "import asyncio, uvloop\nnew_loop = uvloop.new_event_loop",
+}
+
+
+@pytest.mark.parametrize("server", sorted(QUEUED_AT_STOP_SERVERS))
+def test_reuseport_connection_queued_at_the_stop_is_served(tmp_path: Path, server: str) -> None:
+    # A client queued on the worker's own listener when it stops is taken by the program's
+    # loop, whoever made its epoll (uvloop's is libuv's, in C), and the stop raises nothing.
+    # A dead weakref.proxy in the heap (the websockets library leaves one per connection) must
+    # not matter either: it ended the worker's channel thread when selectors were found by
+    # walking gc.get_objects().
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            track_listening()
+            w = cluster.fork()
+            address = tuple(wait_listening(1)[0][1][:2])
+            held = threading.Event()
+            w.on("message", lambda m, h: held.set())
+            cluster.on("exit", lambda w, c, s: out("exit", c, s, w.exited_after_disconnect))
+            w.send("hold")
+            assert held.wait(20)
+            client = socket.create_connection(address, timeout=20)
+            client.sendall(b"ping")
+            w.disconnect()
+            w.send("release")
+            out("answer", client.recv(100).decode() == str(w.pid))
+            client.close()
+        else:
+            import weakref
+            class Gone: pass
+            gone = Gone()
+            dead = [weakref.proxy(gone)]
+            del gone
+"""
+        + textwrap.indent(QUEUED_AT_STOP_SERVERS[server], " " * 12)
+        + """
+            loop = new_loop()
+            release = threading.Event()
+            def hold():
+                cluster.worker.send("held")
+                release.wait(20)  # the loop takes nothing meanwhile
+            def on_message(m, h):
+                if m == "hold":
+                    loop.call_soon_threadsafe(hold)
+                else:
+                    release.set()
+            cluster.worker.on("message", on_message)
+            class Pid(asyncio.Protocol):
+                def connection_made(self, transport):
+                    self.transport = transport
+                def data_received(self, data):
+                    self.transport.write(str(os.getpid()).encode())
+                    self.transport.close()
+            loop.run_until_complete(loop.create_server(Pid, "127.0.0.1", 0))
+            loop.run_forever()
+        """,
+        env={"PYCLUSTER_SCHED_POLICY": "reuseport"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.named("answer") == [["answer", True]]
+    assert result.named("exit") == [["exit", 0, None, True]]
+    assert "Traceback" not in result.stderr

@@ -14,7 +14,6 @@ primary asked, or another thread did), it exits 0 right after the channel has cl
 
 from __future__ import annotations
 
-import atexit
 import itertools
 import os
 import signal
@@ -39,6 +38,7 @@ from ._messages import (
     encode_command,
     encode_user,
 )
+from ._process import exit_for, exit_process, handler_thread
 from ._protocol import Frame, Kind
 from ._signals import parse_signal
 from ._worker import Worker
@@ -105,20 +105,6 @@ class SelfWorker(Worker):
             self._runtime.open_gate()
 
 
-def exit_process(code: int) -> NoReturn:
-    """End this worker now from any thread: flush output, run atexit handlers, exit."""
-    for stream in (sys.stdout, sys.stderr):
-        try:
-            if stream is not None:
-                stream.flush()
-        except Exception:
-            pass
-    try:
-        atexit._run_exitfuncs()
-    finally:
-        os._exit(code)
-
-
 def _set_parent_death_signal() -> None:
     """Linux: SIGTERM this process when the primary dies (a backstop to the channel's EOF)."""
     if not sys.platform.startswith("linux"):
@@ -171,9 +157,7 @@ class ChildRuntime:
         self._held: deque[tuple[str, tuple[Any, ...]]] | None = deque()
         self._held_lock = threading.Lock()
         self._gate_open = False
-        self._reader = threading.Thread(
-            target=self._read_loop, name="pycluster-channel", daemon=True
-        )
+        self._reader = handler_thread(self._read_loop, "pycluster-channel")
 
     def start(self, *, share_ports: bool = True) -> None:
         _set_parent_death_signal()
@@ -242,6 +226,8 @@ class ChildRuntime:
             self._deliver("error", (exc,))
         except OSError:
             pass
+        except (SystemExit, KeyboardInterrupt) as exc:
+            exit_for(exc)
         self._deliver("closed", ())
         self.open_gate()  # nothing more will come: let what is held through
 
@@ -325,7 +311,7 @@ class ChildRuntime:
             if self._gate_open:
                 return
             self._gate_open = True
-        threading.Thread(target=self._release_held, name="pycluster-events", daemon=True).start()
+        handler_thread(self._release_held, "pycluster-events").start()
 
     def _release_held(self) -> None:
         held = self._held
@@ -367,9 +353,7 @@ class ChildRuntime:
             self._tell("disconnecting")
         if self.sharing is not None:
             self.sharing.stop_all()
-        threading.Thread(
-            target=self._finish_disconnect, name="pycluster-disconnect", daemon=True
-        ).start()
+        handler_thread(self._finish_disconnect, "pycluster-disconnect").start()
 
     def kill(self) -> NoReturn:
         if self.connected:
@@ -394,7 +378,10 @@ class ChildRuntime:
         emit_safely(self.worker, "disconnect")
         self._closed.set()
         if not self._main_done and (not self._disconnecting or self._exit_when_closed):
-            exit_process(0)
+            # After a graceful disconnect the program's own threads finish first, as at the end
+            # of a program (Node: a timer keeps the process alive); the primary's death does not
+            # wait (Node exits at once).
+            exit_process(0, wait_for_threads=self._disconnecting)
 
     def wait_closed(self) -> None:
         """Called by the bootstrap once the program's main code has returned."""

@@ -17,6 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._events import EventEmitter
+from ._process import exit_for, handler_thread
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -40,14 +41,19 @@ def call_safely(fn: Callable[..., object], *args: Any) -> None:
         fn(*args)
     except Exception:
         report_exception(getattr(fn, "__qualname__", repr(fn)))
+    except (SystemExit, KeyboardInterrupt) as exc:
+        exit_for(exc)
 
 
 def emit_safely(emitter: EventEmitter, event: str, *args: Any) -> None:
-    """Emit on the runtime's behalf: each failing handler is printed and the rest still run."""
+    """Emit on the runtime's behalf: each failing handler is printed and the rest still run; a
+    handler's ``sys.exit()`` ends the process (``_process``)."""
     try:
         emitter.emit_isolated(event, args, report_exception)
     except Exception:
         report_exception(f"the {event!r} event")
+    except (SystemExit, KeyboardInterrupt) as exc:
+        exit_for(exc)
 
 
 class Loop:
@@ -60,7 +66,7 @@ class Loop:
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, (self._drain_wakeups, None))
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
+        self._thread = handler_thread(self._run, name)
         self._started = False
         self._start_lock = threading.Lock()
 
@@ -160,7 +166,4 @@ class Loop:
 
     @staticmethod
     def _call(fn: Callback) -> None:
-        try:
-            fn()
-        except Exception:
-            report_exception(getattr(fn, "__qualname__", repr(fn)))
+        call_safely(fn)

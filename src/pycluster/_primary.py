@@ -21,6 +21,7 @@ import types
 from collections.abc import Callable, Mapping
 from typing import Any
 
+from . import _process
 from ._bootstrap import worker_argv
 from ._channel import Channel, handle_from_fds
 from ._child import worker_env
@@ -510,10 +511,12 @@ class Primary:
 
     def _at_exit(self) -> None:
         """Like Node's event loop: the primary lives on while it has workers."""
-        if self._main_crashed:
+        if self._main_crashed or _process.exiting:
             return
         try:
             self.wait(None)
+            # Threads that handlers started after the interpreter's own wait for threads.
+            _process.join_program_threads()
         except KeyboardInterrupt:
             # Ctrl-C: leave quietly, the way a process killed by SIGINT does.
             sys.stdout.flush()

@@ -1,14 +1,15 @@
 """SCHED_RR for event loops that accept in C (uvloop): handoffs through ``connect_accepted_socket``.
 
 uvloop's ``create_server(sock=...)`` gives the descriptor to libuv, which calls ``listen()`` and
-``accept()`` in C and so cannot read a SCHED_RR handoff channel. In a worker, uvloop's
-``Loop.create_server`` is wrapped (now if uvloop is imported, else when it is): given a socket that
-is a SCHED_RR handoff channel, it returns a ``HandoffServer``, which takes connections with the
-(patched) Python ``accept()`` when the channel is readable, so the primary's protocol and the
-heartbeat are the same as for any other server, and gives each connection to the loop with
-``connect_accepted_socket`` (``_handoff``). A ``create_server(host, port)`` binds and listens
-in Python first (uvloop would bind in Python but listen in C, where pycluster cannot see it),
-so that it is shared under every policy. Every other call goes to uvloop unchanged. Nothing
+``accept()`` in C and so cannot read a SCHED_RR handoff channel, nor take the connections that
+were queued on a SCHED_REUSEPORT listener when the worker stopped. In a worker, uvloop's
+``Loop.create_server`` is wrapped (now if uvloop is imported, else when it is): given a shared
+stream socket (under any policy), it returns a ``HandoffServer``, which takes connections with
+the (patched) Python ``accept()`` when the socket is readable, so the primary's protocol, the
+disconnect and the heartbeat are the same as for any other server, and gives each connection to
+the loop with ``connect_accepted_socket`` (``_handoff``). A ``create_server(host, port)`` binds
+and listens in Python first (uvloop would bind in Python but listen in C, where pycluster cannot
+see it), so that it is shared under every policy. Every other call goes to uvloop unchanged. Nothing
 here imports asyncio: a worker that never imports uvloop pays for none of it.
 """
 
@@ -49,7 +50,7 @@ def _wrap_create_server(sharing: Sharing, loop_class: type) -> None:
             socks = bind_and_listen(host, port, kwargs)
             servers = [await create_server(self, protocol_factory, sock=s, **kwargs) for s in socks]
             return servers[0] if len(servers) == 1 else ServerGroup(self, servers)
-        if sock is not None and sharing.is_handoff(sock, kwargs.get("backlog", 100)):
+        if sock is not None and sharing.accepts_in_python(sock, kwargs.get("backlog", 100)):
             from ._handoff import HandoffServer
 
             server = HandoffServer(

@@ -23,21 +23,22 @@ from __future__ import annotations
 
 import array
 import errno
-import gc
 import os
 import select
-import selectors
 import socket
 import threading
 import time
 import weakref
 from collections import deque
 from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._channel import fds_from_ancillary
-from . import _cloop
+from . import _blocking, _cloop
+from ._blocking import WAKE_MS, wait_ready
+from ._epoll import move_watches
 from ._keys import Address, ListenKey, key_for
 from ._rr import HANDOFF_MAX
 
@@ -45,9 +46,6 @@ if TYPE_CHECKING:
     from .._child import ChildRuntime
 
 _HANDOFF_ANCILLARY = socket.CMSG_SPACE(HANDOFF_MAX * array.array("i").itemsize)
-#: A blocking accept() waits in slices of this many milliseconds, returning to Python code in
-#: between: the heartbeat's pending call can only run then (``_heartbeat``).
-WAKE_MS = 250
 
 
 @dataclass
@@ -114,9 +112,10 @@ class Sharing:
                 if len(fds) != 1:
                     raise OSError(errno.EPROTO, "the primary sent no socket to share")
                 # One file description in every worker: its O_NONBLOCK flag is shared, so it
-                # stays set (the primary set it) whatever this worker's timeout; accept() makes
-                # up the blocking behaviour (_accept_blocking).
+                # stays set (the primary set it) whatever this worker's timeout; accept() and
+                # _blocking make up the blocking behaviour.
                 _adopt(sock, fds[0], shared=True)
+                _blocking.emulate(sock)
             elif info.mode == "reuseport":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 _original["bind"](sock, key.sockaddr(reply["port"]))
@@ -170,6 +169,9 @@ class Sharing:
             try:
                 conn, address = _original["accept"](sock)
             except OSError:
+                if info.mode == "reuseport":
+                    with info.lock:  # a stop under way: let it finish (_stop_reuseport)
+                        pass
                 if not info.stopped:
                     raise
                 conn, address = _accept_stopped(sock, info)  # stopped while we waited
@@ -198,7 +200,7 @@ class Sharing:
                 self._hungry(sock, info)
             while True:
                 if sock.gettimeout() is None:
-                    _wait_readable(sock)
+                    wait_ready(sock.fileno(), select.POLLIN)
                 try:
                     data, ancillary, flags, _ = sock.recvmsg(1, _HANDOFF_ANCILLARY)
                 except BlockingIOError:
@@ -245,11 +247,13 @@ class Sharing:
             except OSError:
                 pass
 
-    def is_handoff(self, sock: socket.socket, backlog: int) -> bool:
-        """Whether ``sock`` is (or, bound and not yet listening, now becomes: a server that
-        listens in C would skip our ``listen``) a SCHED_RR handoff channel (``_cloop``)."""
+    def accepts_in_python(self, sock: socket.socket, backlog: int) -> bool:
+        """Whether ``sock`` is a shared stream socket whose connections must be taken with our
+        ``accept`` (``_cloop``): a SCHED_RR handoff channel, and under the other policies too,
+        so that a disconnect's swap and the connections queued at it reach the program. A bound
+        socket not yet listening listens now (a server that listens in C would skip ours)."""
         info = self.sockets.get(sock)
-        if info is None or info.mode != "rr" or info.stopped:
+        if info is None or info.stopped or sock.type != socket.SOCK_STREAM:
             return False
         if not info.listening:
             sock.listen(backlog)
@@ -310,6 +314,7 @@ class Sharing:
         info.stopped = True
         dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         _adopt(sock, dead.detach(), keep_epoll=True)
+        _blocking.restore(sock)  # a socket of its own now
 
     def _stop_reuseport(self, sock: socket.socket, info: Shared) -> None:
         # Closing a SO_REUSEPORT listener resets the connections in its queue (unless
@@ -318,9 +323,11 @@ class Sharing:
         # and reach another worker. Handshakes already in progress on this listener, and a
         # connection that slips in between the last accept() and the shutdown, are reset.
         old = socket.socket(fileno=os.dup(sock.fileno()))
-        readable, info.bell = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
-        info.stopped = True
-        _adopt(sock, readable.detach(), keep_epoll=True)
+        readable, bell = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        with info.lock:  # an accept() that fails meanwhile waits for this, then sees "stopped"
+            _adopt(sock, readable.detach(), keep_epoll=True)
+            info.bell = bell
+            info.stopped = True
         old.setblocking(False)
         try:
             _original["listen"](old, 0)
@@ -359,14 +366,6 @@ def _accept_nothing(sock: socket.socket) -> tuple[socket.socket, Any]:
             time.sleep(WAKE_MS / 1000)
     time.sleep(timeout or 0)
     raise TimeoutError("timed out")
-
-
-def _wait_readable(sock: socket.socket) -> None:
-    """Wait for ``sock`` to be readable, in slices (see ``WAKE_MS``)."""
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
-    while not poller.poll(WAKE_MS):
-        pass
 
 
 def _accept_blocking(sock: socket.socket, info: Shared) -> tuple[socket.socket, Any]:
@@ -409,46 +408,17 @@ def _adopt(sock: socket.socket, fd: int, *, keep_epoll: bool = False, shared: bo
     """Make ``sock``'s descriptor refer to ``fd``'s socket (then close ``fd``).
 
     The socket keeps its timeout; for a ``shared`` socket only the object's, since the blocking
-    flag belongs to the description that all workers share. With ``keep_epoll``, epoll selectors
-    in this process that watch the descriptor are moved to the new socket: epoll watches the old
-    socket itself, which other processes keep open.
+    flag belongs to the description that all workers share. With ``keep_epoll``, the epoll
+    watches this process has on the descriptor move to the new socket (``_epoll``).
     """
     target = sock.fileno()
-    timeout = sock.gettimeout()
-    watchers = _epoll_watchers(target) if keep_epoll else []
-    for epoll, _ in watchers:
-        try:
-            epoll.unregister(target)
-        except OSError:
-            pass
-    os.dup2(fd, target, inheritable=False)
-    os.close(fd)
     if not shared:
-        sock.settimeout(timeout)
-    for epoll, events in watchers:
-        try:
-            epoll.register(target, events)
-        except OSError:
-            pass
-
-
-def _epoll_watchers(fd: int) -> list[tuple[Any, int]]:
-    """The (epoll object, event mask) of every live epoll selector watching ``fd``."""
-    epoll_selector = getattr(selectors, "EpollSelector", None)
-    if epoll_selector is None:
-        return []
-    found = []
-    for obj in gc.get_objects():
-        if isinstance(obj, epoll_selector):
-            key = obj.get_map().get(fd) if obj.get_map() is not None else None
-            if key is not None:
-                events = 0
-                if key.events & selectors.EVENT_READ:
-                    events |= getattr(obj, "_EVENT_READ", 0)
-                if key.events & selectors.EVENT_WRITE:
-                    events |= getattr(obj, "_EVENT_WRITE", 0)
-                found.append((obj._selector, events))
-    return found
+        # Before the swap, so that no call on another thread sees the wrong mode meanwhile
+        # (CPython keeps a socket with a timeout non-blocking and polls).
+        os.set_blocking(fd, sock.gettimeout() is None)
+    with move_watches(target) if keep_epoll else nullcontext():
+        os.dup2(fd, target, inheritable=False)
+    os.close(fd)
 
 
 def _drop_stash(info: Shared) -> None:

@@ -85,8 +85,43 @@ def parse(
 ) -> tuple[Config, str, list[str]]:
     """The configuration, the program to run (a path or ``-m module``) and its arguments."""
     parser = build_parser()
-    options = parser.parse_args(list(argv))
+    options = _parse_args(parser, list(argv))
     return _run_options(parser, options, environ, cwd)
+
+
+_VALUE_OPTIONS = {f"--{option.name}" for option in OPTIONS if option.parse is not parse_bool}
+
+
+def _split_program(args: list[str]) -> tuple[list[str], list[str]]:
+    """``run``'s own options, and the program with everything after it (as with ``python``:
+    the first SCRIPT or ``-m MODULE`` ends pycluster's options; ``--`` does too)."""
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        if arg == "--":
+            return args[:i], args[i + 1 :]
+        if arg.startswith("-m"):
+            return args[:i], args[i:]
+        if not arg.startswith("-") or arg == "-":
+            return args[:i], args[i:]
+        takes_value = arg in _VALUE_OPTIONS or arg == "-w"
+        i += 2 if takes_value else 1
+    return args, []
+
+
+def _parse_args(parser: argparse.ArgumentParser, argv: list[str]) -> argparse.Namespace:
+    if not argv or argv[0] != "run":
+        return parser.parse_args(argv)
+    own, program = _split_program(argv[1:])
+    options = parser.parse_args(["run", *own])
+    options.module, options.target = None, program
+    if program and program[0].startswith("-m"):
+        module = program[0][2:] or (program[1] if len(program) > 1 else "")
+        if not module:
+            parser.error("-m: name the MODULE to run")
+        options.module = module
+        options.target = program[1 if program[0][2:] else 2 :]
+    return options
 
 
 def _run_options(
@@ -114,7 +149,7 @@ def _run_options(
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    options = parser.parse_args(sys.argv[1:] if argv is None else list(argv))
+    options = _parse_args(parser, sys.argv[1:] if argv is None else list(argv))
     try:
         if options.command == "run":
             config, exec_, args = _run_options(parser, options, None, None)

@@ -1,0 +1,125 @@
+"""Ending the process from one of pycluster's threads, and the threads that run handlers.
+
+Both runtimes run the program's event handlers on threads of their own (the primary's loop, the
+worker's channel thread). Two things Python does for the main thread must hold there too:
+
+- ``sys.exit(code)`` (any ``SystemExit``) in a handler ends the process with ``code``, as Node's
+  ``process.exit(code)`` does; ``KeyboardInterrupt`` ends it as SIGINT would. Left alone, either
+  would only end pycluster's thread, silently, and the process would hang without it.
+- A thread a handler starts is a non-daemon thread unless it says otherwise, as it would be if
+  the main thread started it (``threading`` copies the daemon flag of the thread that creates
+  it, and pycluster's threads are daemons so that they never keep a process alive).
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import signal
+import sys
+import threading
+import traceback
+import weakref
+from collections.abc import Callable
+from typing import NoReturn
+
+#: Set once the process has begun to end through ``exit_process``: the primary's atexit hook
+#: then no longer waits for its workers (Node's ``process.exit`` does not either).
+exiting = False
+#: pycluster's handler threads, which report themselves as non-daemon (``handler_thread``).
+_handler_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+
+
+def exit_process(code: int, *, wait_for_threads: bool = False) -> NoReturn:
+    """End the process now from any thread: flush output, run atexit handlers, exit ``code``.
+
+    With ``wait_for_threads``, first wait for the program's non-daemon threads (other than the
+    main thread and this one), as the interpreter does at a normal exit.
+    """
+    global exiting
+    exiting = True
+    if wait_for_threads:
+        join_program_threads()
+    _flush()
+    try:
+        atexit._run_exitfuncs()
+    finally:
+        _flush()
+        os._exit(code)
+
+
+def join_program_threads() -> None:
+    """Wait for the program's non-daemon threads other than the main thread and this one (and
+    for those they start meanwhile)."""
+    current = threading.current_thread()
+    while True:
+        waiting = [
+            thread
+            for thread in threading.enumerate()
+            if thread is not current
+            and thread is not threading.main_thread()
+            and not thread.daemon
+            and thread not in _handler_threads
+        ]
+        if not waiting:
+            return
+        for thread in waiting:
+            thread.join()
+
+
+def exit_for(exc: SystemExit | KeyboardInterrupt) -> None:
+    """End the process as the main thread would on ``exc`` left uncaught.
+
+    ``KeyboardInterrupt`` becomes a SIGINT for the main thread (a signal handler can run only
+    there): the program's SIGINT handler decides, as for Ctrl-C.
+    """
+    if isinstance(exc, SystemExit):
+        exit_process(exit_code(exc))
+    traceback.print_exception(type(exc), exc, exc.__traceback__)
+    main = threading.main_thread().ident
+    if main is not None and signal.getsignal(signal.SIGINT) not in (signal.SIG_IGN, None):
+        try:
+            # Still running the program or its atexit hooks, or gone (an error then).
+            signal.pthread_kill(main, signal.SIGINT)
+            return
+        except OSError:
+            pass
+    exit_process(128 + signal.SIGINT)
+
+
+def exit_code(exc: SystemExit) -> int:
+    """The status ``exc`` ends the process with, printing a message as Python does."""
+    code = exc.code
+    if code is None:
+        return 0
+    if isinstance(code, int):
+        return code & 0xFF
+    try:
+        print(code, file=sys.stderr)
+    except Exception:
+        pass
+    return 1
+
+
+def handler_thread(target: Callable[[], None], name: str) -> threading.Thread:
+    """A daemon thread (not yet started) that runs event handlers: threads they start are
+    non-daemon unless they say so, as if the main thread had started them."""
+
+    def run() -> None:
+        # threading.Thread reads the creating thread's flag at creation; the thread's own
+        # shutdown behaviour was fixed when it started, so this changes only what it passes on.
+        threading.current_thread()._daemonic = False  # type: ignore[attr-defined]
+        target()
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    _handler_threads.add(thread)
+    return thread
+
+
+def _flush() -> None:
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            if stream is not None:
+                stream.flush()
+        except Exception:
+            pass

@@ -1,0 +1,136 @@
+"""What a program's event handlers may do to the process: exit it, start threads that keep it
+alive (real primaries and workers; Node's ``process.exit`` and timers as the reference)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from tests.clusterkit import run_cluster
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def test_sys_exit_in_a_workers_handler_ends_the_worker_with_its_code(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            w = cluster.fork()
+            w.on("online", lambda: w.disconnect())
+            cluster.on("exit", lambda worker, code, sig: out("exit", code, sig))
+        else:
+            cluster.worker.on("disconnect", lambda: sys.exit(42))
+            threading.Event().wait()  # a server that never returns on its own
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.named("exit") == [["exit", 42, None]]
+
+
+def test_sys_exit_with_a_message_in_a_workers_handler_exits_1(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            cluster.fork().send("go")
+            cluster.on("exit", lambda worker, code, sig: out("exit", code, sig))
+        else:
+            cluster.worker.on("message", lambda m, handle: sys.exit("fatal: " + m))
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.named("exit") == [["exit", 1, None]]
+    assert "fatal: go" in result.stderr
+
+
+def test_sys_exit_in_a_primarys_handler_ends_the_primary(tmp_path: Path) -> None:
+    # Before: the primary's loop thread ended silently and the primary hung with its worker.
+    result = run_cluster(
+        tmp_path,
+        """
+        import atexit
+        if cluster.is_primary:
+            atexit.register(lambda: out("atexit"))
+            w = cluster.fork()
+            def on_online(worker):
+                out("worker", worker.pid)
+                sys.exit(7)
+            cluster.on("online", on_online)
+        else:
+            threading.Event().wait()
+        """,
+        timeout=20,
+    )
+    assert result.returncode == 7, result.stderr
+    assert result.named("atexit") == [["atexit"]]
+    assert "Traceback" not in result.stderr
+
+
+def test_keyboard_interrupt_in_a_primarys_handler_ends_it_as_sigint(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            def on_online(worker):
+                raise KeyboardInterrupt
+            cluster.on("online", on_online)
+            cluster.fork()
+        else:
+            threading.Event().wait()
+        """,
+        timeout=20,
+    )
+    assert result.returncode == -2, result.stderr
+    assert "KeyboardInterrupt" in result.stderr
+
+
+def test_a_timer_set_in_a_disconnect_handler_fires(tmp_path: Path) -> None:
+    # Node keeps the process alive for a timer set in a handler; before, the timer's thread
+    # inherited the daemon flag of pycluster's thread and died with the worker.
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            w = cluster.fork()
+            w.on("online", lambda: w.disconnect())
+            cluster.on("exit", lambda worker, code, sig: out("exit", code, sig))
+        else:
+            def later():
+                out("timer fired", threading.current_thread().daemon)
+            def on_disconnect():
+                t = threading.Timer(0.3, later)
+                out("timer daemon", t.daemon)
+                t.start()
+            cluster.worker.on("disconnect", on_disconnect)
+            threading.Event().wait()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.named("timer daemon") == [["timer daemon", False]]
+    assert result.named("timer fired") == [["timer fired", False]]
+    assert result.named("exit") == [["exit", 0, None]]
+
+
+def test_a_thread_started_by_a_primarys_handler_is_not_a_daemon(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            def on_exit(worker, code, sig):
+                def work():
+                    time.sleep(0.2)
+                    out("thread done")
+                t = threading.Thread(target=work)
+                out("daemon", t.daemon, threading.Thread(target=work, daemon=True).daemon)
+                t.start()
+            cluster.on("exit", on_exit)
+            cluster.fork()
+        else:
+            sys.exit(0)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.named("daemon") == [["daemon", False, True]]
+    assert result.named("thread done") == [["thread done"]]
