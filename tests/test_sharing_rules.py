@@ -135,9 +135,10 @@ def test_ipv6_and_dual_stack(tmp_path: Path, policy: str) -> None:
     assert result.records[1:] == [["v6", True], ["dual-v4", True], ["dual-v6", True]]
 
 
-@pytest.mark.parametrize("policy", ["rr", "none"])
+@pytest.mark.parametrize("policy", ["rr", "none", "reuseport"])
 def test_unix_socket_relative_path(tmp_path: Path, policy: str) -> None:
-    # test-cluster-net-listen-relative-path, -http-pipe: the path is the worker's cwd's.
+    # test-cluster-net-listen-relative-path, -http-pipe: the path is the worker's cwd's. Under
+    # SCHED_REUSEPORT (Linux has no SO_REUSEPORT for Unix sockets) it is shared as under NONE.
     result = run_cluster(
         tmp_path,
         with_echo(

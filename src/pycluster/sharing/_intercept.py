@@ -36,10 +36,10 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from .._channel import fds_from_ancillary
-from . import _blocking, _cloop
+from . import _blocking, _cloop, _unlink
 from ._blocking import WAKE_MS, wait_ready
 from ._epoll import move_watches
-from ._keys import Address, ListenKey, key_for
+from ._keys import Address, ListenKey, Port0Indexes, key_for
 from ._rr import HANDOFF_MAX
 
 if TYPE_CHECKING:
@@ -77,7 +77,10 @@ class Sharing:
         self.exclusive: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self.connections: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self.accepted = 0  # connections this worker accepted through shared sockets
-        self.port0_counts: dict[tuple[int, int, str], int] = {}
+        self.port0 = Port0Indexes()
+        # (st_dev, st_ino) of the socket files of Unix paths this worker bound through the
+        # cluster: the program's unlink of one does nothing (_unlink).
+        self.unix_files: set[tuple[int, int]] = set()
         self.lock = threading.Lock()
         self.stopping = False
 
@@ -90,12 +93,18 @@ class Sharing:
         if sock in self.sockets:
             raise OSError(errno.EINVAL, os.strerror(errno.EINVAL))
         with self.lock:
-            key = key_for(sock, address, self.port0_counts)
+            key = key_for(sock, address, self.port0)
         if key is None:
             _original["bind"](sock, address)
             return
-        reply, fds = self.runtime.query("bind", key=key.to_json())
+        try:
+            reuse_addr = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR))
+            reply, fds = self.runtime.query("bind", key=key.to_json(), reuse_addr=reuse_addr)
+        except BaseException:
+            self.port0.give_back(key)
+            raise
         if not reply.get("ok"):
+            self.port0.give_back(key)
             _close_all(fds)
             raise _os_error(reply, address)
         sockname = reply["sockname"]
@@ -121,7 +130,14 @@ class Sharing:
                 _original["bind"](sock, key.sockaddr(reply["port"]))
             else:
                 _close_all(fds)
+            if key.family == socket.AF_UNIX:
+                try:
+                    file = os.stat(key.host)
+                    self.unix_files.add((file.st_dev, file.st_ino))
+                except OSError:
+                    pass
         except BaseException:
+            self.port0.give_back(key)
             self.runtime.notify("close", id=info.id)
             raise
         self.sockets[sock] = info
@@ -273,6 +289,7 @@ class Sharing:
         if info is None or info.listening:
             return
         del self.sockets[sock]
+        self.port0.give_back(info.key)
         self.runtime.notify("close", id=info.id)
         fresh = socket.socket(sock.family, sock.type, sock.proto)
         self.exclusive.add(fresh)
@@ -286,6 +303,7 @@ class Sharing:
         """The program closed a shared socket: the primary forgets it (after the close, so that
         under SCHED_RR nothing here can still take a connection it re-routes)."""
         _drop_stash(info)
+        self.port0.give_back(info.key)
         if not info.stopped and self.runtime.connected:
             self.runtime.notify("close", id=info.id)
 
@@ -495,6 +513,7 @@ def install(runtime: ChildRuntime) -> Sharing:
         method.__doc__ = _original[name].__doc__
         setattr(cls, name, method)
     _cloop.install(sharing)
+    _unlink.install(sharing)
     return sharing
 
 

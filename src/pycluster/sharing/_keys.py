@@ -81,22 +81,61 @@ class ListenKey:
     def sockaddr(self, port: int | None = None) -> Any:
         """The argument for ``bind()``."""
         if self.family == socket.AF_UNIX:
-            return self.host
+            return _unix_bind_path(self.host)
         chosen = self.port if port is None else port
         if self.family == socket.AF_INET6:
             return (self.host, chosen, 0, 0)
         return (self.host, chosen)
 
 
+#: sun_path's size on Linux (104 on macOS and the BSDs): a longer path cannot be bound.
+_SUN_PATH = 108
+
+
+def _unix_bind_path(path: str) -> str:
+    """The form of the absolute ``path`` to bind: when it is too long for ``sun_path``, the
+    path relative to the current directory if that is shorter (as Node's primary binds it; the
+    program, standalone, would have bound the relative path it gave)."""
+    if len(os.fsencode(path)) < _SUN_PATH:
+        return path
+    relative = os.path.relpath(path)
+    return relative if len(os.fsencode(relative)) < len(os.fsencode(path)) else path
+
+
 SUPPORTED_FAMILIES = (socket.AF_INET, socket.AF_INET6, socket.AF_UNIX)
 
 
-def key_for(
-    sock: socket.socket, address: Any, port0_counts: dict[tuple[int, int, str], int]
-) -> ListenKey | None:
+class Port0Indexes:
+    """A worker's port-0 binds per (family, type, host), numbered as Node's child.js does: the
+    Nth bind of every worker shares one port, and once none of them is held the numbering starts
+    again (a server that closes and binds port 0 again gets the shared port back)."""
+
+    def __init__(self) -> None:
+        self._held: dict[tuple[int, int, str], tuple[int, set[int]]] = {}
+
+    def take(self, counter: tuple[int, int, str]) -> int:
+        next_index, held = self._held.get(counter, (0, set()))
+        held.add(next_index)
+        self._held[counter] = (next_index + 1, held)
+        return next_index
+
+    def give_back(self, key: ListenKey) -> None:
+        """The socket bound with ``key`` is closed (or its bind failed)."""
+        if key.port != 0:
+            return
+        counter = (key.family, key.type, key.host)
+        entry = self._held.get(counter)
+        if entry is None:
+            return
+        entry[1].discard(key.index)
+        if not entry[1]:
+            del self._held[counter]
+
+
+def key_for(sock: socket.socket, address: Any, port0: Port0Indexes) -> ListenKey | None:
     """The key for ``sock.bind(address)`` in a worker, or None if it is not shareable.
 
-    Resolves host names and relative Unix paths the way ``bind`` would, and counts port-0 binds.
+    Resolves host names and relative Unix paths the way ``bind`` would, and numbers port-0 binds.
     """
     family, type_ = sock.family, sock.type
     if family not in SUPPORTED_FAMILIES or type_ not in (socket.SOCK_STREAM, socket.SOCK_DGRAM):
@@ -120,9 +159,5 @@ def key_for(
     v6only = None
     if family == socket.AF_INET6:
         v6only = bool(sock.getsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY))
-    index = 0
-    if port == 0:
-        counter = (family, type_, host)
-        index = port0_counts.get(counter, 0)
-        port0_counts[counter] = index + 1
+    index = port0.take((family, type_, host)) if port == 0 else 0
     return ListenKey(family, type_, host, port, v6only, index)

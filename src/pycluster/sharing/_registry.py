@@ -12,6 +12,7 @@ import dataclasses
 import errno
 import os
 import socket
+from collections import Counter
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any
 
@@ -53,13 +54,27 @@ class Registry:
         self._next_id = 1
         self._inherited: list[socket.socket] = []
         self._inherited_taken = False
+        # (handle id, worker id): binds made with SO_REUSEADDR, and a worker's further datagram
+        # sockets on a port it already holds.
+        self._reuse_addr: set[tuple[int, int]] = set()
+        self._extra_holds: Counter[tuple[int, int]] = Counter()
+        # (st_dev, st_ino) of the socket file of each open Unix handle (the "held" query).
+        self._unix_files: dict[tuple[int, int], Handle] = {}
 
     def query(
         self, worker_id: int, op: str, args: dict[str, Any], on_listening: Callable[[Address], None]
     ) -> Reply:
         """Answer one query; a malformed one raises ``ValueError`` (a protocol error)."""
         if op == "bind":
-            return self._bind(worker_id, ListenKey.from_json(args.get("key")), on_listening)
+            key, reuse_addr = ListenKey.from_json(args.get("key")), args.get("reuse_addr", False)
+            if not isinstance(reuse_addr, bool):
+                raise ValueError(f"bad reuse_addr {reuse_addr!r:.20}")
+            return self._bind(worker_id, key, reuse_addr, on_listening)
+        if op == "held":
+            dev, ino = args.get("dev"), args.get("ino")
+            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (dev, ino)):
+                raise ValueError("bad held query: dev and ino must be integers")
+            return {"ok": True, "held": (dev, ino) in self._unix_files}, []
         handle = self._by_id.get(args.get("id"))  # type: ignore[arg-type]
         if handle is None or worker_id not in handle.holders:
             if op == "close":
@@ -81,10 +96,20 @@ class Registry:
         raise ValueError(f"unknown query {op!r:.20}")
 
     def _bind(
-        self, worker_id: int, key: ListenKey, on_listening: Callable[[Address], None]
+        self,
+        worker_id: int,
+        key: ListenKey,
+        reuse_addr: bool,
+        on_listening: Callable[[Address], None],
     ) -> Reply:
         handle = self._by_key.get(key)
         if handle is not None and worker_id in handle.holders:
+            hold = (handle.id, worker_id)
+            if key.type == socket.SOCK_DGRAM and reuse_addr and hold in self._reuse_addr:
+                # Datagram sockets that all set SO_REUSEADDR may share a port, as on Linux.
+                self._extra_holds[hold] += 1
+                on_listening(handle.address)
+                return handle.bind(worker_id)
             return _refuse(errno.EADDRINUSE, "this worker already listens there")
         if handle is None:
             try:
@@ -92,6 +117,8 @@ class Registry:
             except OSError as exc:
                 return _error(exc)
         reply = handle.bind(worker_id)
+        if reuse_addr:
+            self._reuse_addr.add((handle.id, worker_id))
         if key.type == socket.SOCK_DGRAM:
             on_listening(handle.address)  # a datagram socket listens once bound, as in Node
         return reply
@@ -125,8 +152,9 @@ class Registry:
             handle = SharedHandle(handle_id, key, open_socket(key))
         elif policy is SchedulingPolicy.RR:
             handle = RoundRobinHandle(handle_id, key, open_socket(key), loop=self._loop)
-        elif policy is SchedulingPolicy.REUSEPORT:
+        elif policy is SchedulingPolicy.REUSEPORT and key.family != socket.AF_UNIX:
             handle = ReusePortHandle(handle_id, key, open_socket(key, reuseport=True))
+        # A Unix path under SCHED_REUSEPORT too: Linux has no SO_REUSEPORT for Unix sockets.
         else:
             handle = SharedHandle(handle_id, key, open_socket(key))
         self._next_id += 1
@@ -135,6 +163,12 @@ class Registry:
         # index find this handle, and so the port chosen now. The handle is also found by its
         # real port, so that binding that port explicitly shares it too.
         self._by_key[key] = handle
+        if key.family == socket.AF_UNIX:
+            try:
+                file = os.stat(key.host)
+                self._unix_files[(file.st_dev, file.st_ino)] = handle
+            except OSError:
+                pass
         if key.port == 0 and key.family != socket.AF_UNIX:
             self._by_key.setdefault(dataclasses.replace(key, port=handle.port, index=0), handle)
         return handle
@@ -163,6 +197,12 @@ class Registry:
                 self._release(handle, worker_id, gone=True)
 
     def _release(self, handle: Handle, worker_id: int, *, gone: bool) -> None:
+        hold = (handle.id, worker_id)
+        if not gone and self._extra_holds[hold] > 0:
+            self._extra_holds[hold] -= 1  # another of the worker's sockets still holds it
+            return
+        self._extra_holds.pop(hold, None)
+        self._reuse_addr.discard(hold)
         handle.release(worker_id, gone=gone)
         if not handle.holders and (handle.keep_when_unheld or (gone and self._hold_ports())):
             # SCHED_REUSEPORT, a socket from systemd, or (hold_ports) the last holder died
@@ -174,6 +214,8 @@ class Registry:
                 del self._by_key[key]
             handle.close()
             if handle.key.family == socket.AF_UNIX:
+                for file in [f for f, h in self._unix_files.items() if h is handle]:
+                    del self._unix_files[file]
                 try:
                     os.unlink(handle.key.host)
                 except OSError:
@@ -185,6 +227,7 @@ class Registry:
             self._by_id.pop(handle.id, None)
             handle.close()
         self._by_key.clear()
+        self._unix_files.clear()
 
     @property
     def handles(self) -> list[Handle]:

@@ -1,0 +1,204 @@
+"""Unix paths, port 0 and datagram ports as a standalone program sees them (real workers).
+
+Each test is a case that broke: a server that removes a stale socket file before it binds
+(asyncio, and Python 3.13's asyncio again when it closes) took the cluster's path away; a long
+relative path could not be bound; closing a port-0 server and listening on port 0 again gave a
+private port; two SO_REUSEADDR datagram sockets on one port in one worker were refused.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.clusterkit import run_cluster
+
+pytestmark = pytest.mark.timeout(90)
+
+POLICIES = ["rr", "none", "reuseport"]
+
+ASYNCIO_UNIX_SERVER = """
+import asyncio
+async def handle(reader, writer):
+    await reader.read(100)
+    writer.write(str(os.getpid()).encode())
+    await writer.drain()
+    writer.close()
+async def main():
+    server = await asyncio.start_unix_server(handle, "app.sock")
+    cluster.worker.on("message", lambda m, h: loop.call_soon_threadsafe(server.close))
+    await server.serve_forever()
+loop = asyncio.new_event_loop()
+try:
+    loop.run_until_complete(main())
+except asyncio.CancelledError:
+    pass
+"""
+
+
+def then_worker(primary: str, worker: str) -> str:
+    """``primary`` (ending in ``else:``) with ``worker`` as the worker's code."""
+    return textwrap.dedent(primary) + textwrap.indent(textwrap.dedent(worker), "    ")
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_asyncio_unix_server_in_two_workers_then_one_leaves(tmp_path: Path, policy: str) -> None:
+    result = run_cluster(
+        tmp_path,
+        then_worker(
+            """
+        if cluster.is_primary:
+            track_listening()
+            workers = [cluster.fork(), cluster.fork()]
+            path = wait_listening(2)[0][1][0]
+            pids = {ask(path).decode() for _ in range(20)}
+            out("both", pids <= {str(w.pid) for w in workers})
+            # The first worker's server closes (3.13's asyncio then removes the file), then it
+            # leaves: the other one still serves on the path.
+            first = workers[0]
+            first.send("close")
+            first.disconnect()
+            cluster.on("exit", lambda w, c, s: out("exit", w.id, c))
+            while not first.is_dead():
+                time.sleep(0.01)
+            out("after", os.path.exists(path), sorted({ask(path).decode() for _ in range(5)}))
+            cluster.disconnect(lambda: out("gone", os.path.exists(path)))
+        else:
+        """,
+            ASYNCIO_UNIX_SERVER,
+        ),
+        env={"PYCLUSTER_SCHED_POLICY": policy},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.named("both")[0][1] is True
+    (after,) = result.named("after")
+    assert after[1] is True
+    assert len(after[2]) == 1
+    assert result.named("gone") == [["gone", False]]
+
+
+def test_a_stale_socket_file_is_still_removed(tmp_path: Path) -> None:
+    # Not the cluster's: the program's unlink goes through, and the server binds.
+    result = run_cluster(
+        tmp_path,
+        then_worker(
+            """
+        if cluster.is_primary:
+            stale = socket.socket(socket.AF_UNIX)
+            stale.bind("app.sock")
+            stale.close()
+            track_listening()
+            cluster.fork()
+            path = wait_listening(1)[0][1][0]
+            out("answer", ask(path).decode().isdigit())
+            cluster.disconnect()
+        else:
+        """,
+            ASYNCIO_UNIX_SERVER,
+        ),
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.named("answer") == [["answer", True]]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_relative_unix_path_longer_than_sun_path_when_absolute(tmp_path: Path, policy: str) -> None:
+    # Standalone Python binds the relative path; its absolute form does not fit sun_path.
+    deep = tmp_path / ("d" * 60) / ("e" * 60)
+    deep.mkdir(parents=True)
+    result = run_cluster(
+        deep,
+        """
+        if cluster.is_primary:
+            track_listening()
+            cluster.fork()
+            cluster.fork()
+            path = wait_listening(2)[0][1][0]
+            out("long", len(path) > 108, path == os.path.abspath("app.sock"))
+            out("answers", sorted({ask("app.sock").decode().isdigit() for _ in range(6)}))
+            cluster.disconnect()
+        else:
+            s = socket.socket(socket.AF_UNIX)
+            s.bind("app.sock")
+            s.listen()
+            while True:
+                conn, _ = s.accept()
+                conn.recv(100)
+                conn.sendall(str(os.getpid()).encode())
+                conn.close()
+        """,
+        env={"PYCLUSTER_SCHED_POLICY": policy},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.named("long") == [["long", True, True]]
+    assert result.named("answers") == [["answers", [True]]]
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+def test_port_0_again_after_close_gets_the_shared_port(tmp_path: Path, policy: str) -> None:
+    # Node's child.js: once no server holds a port-0 index, numbering starts again.
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            def on_message(w, m, h):
+                out("ports", w.id, m)
+                if w.id == 1:
+                    cluster.fork()  # while the first still holds the port
+                else:
+                    cluster.disconnect()
+            cluster.on("message", on_message)
+            cluster.fork()
+        else:
+            def port0():
+                s = socket.socket()
+                s.bind(("127.0.0.1", 0))
+                s.listen()
+                return s
+            first = port0()
+            a = first.getsockname()[1]
+            if cluster.worker.id == 2:
+                first.close()
+                first = port0()
+            cluster.worker.send([a, first.getsockname()[1]])
+        """,
+        env={"PYCLUSTER_SCHED_POLICY": policy},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    ports = {record[1]: record[2] for record in result.named("ports")}
+    assert ports[1][0] == ports[1][1] == ports[2][0] == ports[2][1]
+
+
+def test_two_reuseaddr_datagram_sockets_on_one_port_in_one_worker(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            cluster.on("message", lambda w, m, h: out("result", m))
+            cluster.fork()
+        else:
+            import errno
+            socks = []
+            for _ in range(2):
+                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                s.bind(("127.0.0.1", socks[0].getsockname()[1] if socks else 0))
+                socks.append(s)
+            plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            try:
+                plain.bind(socks[0].getsockname())
+                refused = None
+            except OSError as exc:
+                refused = exc.errno
+            socks[0].close()
+            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            c.sendto(b"x", socks[1].getsockname())
+            socks[1].settimeout(10)
+            cluster.worker.send([socks[1].recv(10).decode(), refused == errno.EADDRINUSE])
+            cluster.worker.disconnect()
+        """,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.named("result") == [["result", ["x", True]]]
