@@ -140,6 +140,23 @@ def test_crash_loop_guard_and_boot_failure(tmp_path: Path) -> None:
     assert "crash loop: slot 0 failed 4 times within 60 s; not restarting it" in log
 
 
+def test_a_worker_never_ready_is_a_boot_failure(tmp_path: Path) -> None:
+    # Before, a worker stopped at --ready-timeout was never started again: nothing served and
+    # the supervisor lived on. Now it counts for the backoff and the crash-loop guard.
+    app = tmp_path / "never.py"
+    app.write_text("import threading\nthreading.Event().wait()\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "pycluster", "run", "-w", "1", "--ready-timeout", "0.5",
+         "--max-restarts", "2", str(app)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )  # fmt: skip
+    assert proc.returncode == 1, proc.stderr
+    assert proc.stderr.count("boot failure: not ready within 0.5 s, stopped (code 0)") == 3
+    assert "crash loop: slot 0 failed 3 times within 60 s; not restarting it" in proc.stderr
+
+
 def test_rolling_reload_under_load_loses_no_request() -> None:
     cluster = Supervised("-w", "2", str(EXAMPLES / "server.py"), env={"PORT": "0"})
     try:

@@ -61,6 +61,7 @@ class Running:
     started: float
     ready_at: float | None = None
     stopping: bool = False  # we asked it to go: its exit is no failure
+    late: bool = False  # stopped for not being ready in time: a boot failure all the same
     recycling: bool = False  # a replacement is (or will be) started for it
     hung: bool = False  # killed for not answering
     max_connections: int = 0
@@ -192,6 +193,7 @@ class Supervisor:
     def _check_ready(self, running: Running) -> None:
         if not running.ready and running.worker.id in self.running and not running.stopping:
             self.log(f"worker {running.worker.id} not ready after {self.config.ready_timeout} s")
+            running.late = True
             self._stop(running)
             if self.reload_waiting_for == running.worker.id:
                 self._abort_replacements("the new worker did not become ready")
@@ -223,12 +225,17 @@ class Supervisor:
             return
         slot = running.slot
         uptime = time.monotonic() - running.started
-        failed = code != 0 or sig is not None
+        failed = code != 0 or sig is not None or running.late
         how = f"signal {sig}" if sig else f"code {code}"
-        if running.stopping:
+        if running.stopping and not running.late:
             self.log(f"worker {worker.id} (pid {worker.pid}) stopped ({how})")
             return
-        kind = "boot failure: exited before it was ready" if not running.ready else "exited"
+        if running.late:
+            kind = f"boot failure: not ready within {self.config.ready_timeout:g} s, stopped"
+        elif not running.ready:
+            kind = "boot failure: exited before it was ready"
+        else:
+            kind = "exited"
         self.log(f"worker {worker.id} (pid {worker.pid}) {kind} ({how}) after {uptime:.1f} s")
         if self.reload_waiting_for == worker.id:
             self._abort_replacements("the new worker failed")
@@ -240,6 +247,8 @@ class Supervisor:
             return  # its replacement is already starting in its slot
         if worker.id in self.reload_queue:
             self.reload_queue.remove(worker.id)  # replaced by the restart below instead
+        if any(r.slot is slot and not r.stopping for r in self.running.values()):
+            return  # a replacement that failed: the worker it was to replace still serves
         restart = self.config.restart == "always" or (
             self.config.restart == "on-failure" and failed
         )
