@@ -81,6 +81,11 @@ def http_get(address, path="/"):
 """
 
 
+def then_worker(primary: str, worker: str) -> str:
+    """A script body: ``primary`` (ending in ``else:``) with ``worker`` as the worker's code."""
+    return textwrap.dedent(primary) + textwrap.indent(textwrap.dedent(worker), "    ")
+
+
 def write_script(directory: Path, body: str, name: str = "app.py") -> Path:
     path = directory / name
     path.write_text(PRELUDE + textwrap.dedent(body))

@@ -8,12 +8,11 @@ private port; two SO_REUSEADDR datagram sockets on one port in one worker were r
 
 from __future__ import annotations
 
-import textwrap
 from pathlib import Path
 
 import pytest
 
-from tests.clusterkit import run_cluster
+from tests.clusterkit import run_cluster, then_worker
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -36,11 +35,6 @@ try:
 except asyncio.CancelledError:
     pass
 """
-
-
-def then_worker(primary: str, worker: str) -> str:
-    """``primary`` (ending in ``else:``) with ``worker`` as the worker's code."""
-    return textwrap.dedent(primary) + textwrap.indent(textwrap.dedent(worker), "    ")
 
 
 @pytest.mark.parametrize("policy", POLICIES)

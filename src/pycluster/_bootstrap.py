@@ -18,6 +18,8 @@ import sys
 from collections.abc import Sequence
 from types import TracebackType
 
+from ._descendants import end_with_worker
+
 #: Set to 1 in a worker's environment (``fork(env=...)``) to keep all its sockets its own.
 NO_SHARING_ENV = "PYCLUSTER_NO_SHARING"
 _PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -42,6 +44,7 @@ def main() -> None:
     # Ctrl-C reaches every process of the terminal: end quietly, like Node, not with a traceback.
     if signal.getsignal(signal.SIGINT) is signal.default_int_handler:
         signal.signal(signal.SIGINT, signal.SIG_DFL)
+    end_with_worker()  # and the worker's own children with it
     if not faulthandler.is_enabled():
         faulthandler.enable()  # SIGABRT from a supervisor that finds it hung: a traceback first
     child.start(share_ports=os.environ.get(NO_SHARING_ENV, "") in ("", "0"))
