@@ -3,7 +3,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: demo test lint typecheck unit bench clean
+# The other supported Pythons: the whole suite again on each (`make test-pythons`, run by CI).
+PYTHONS ?= 3.10 3.12 3.13
+
+.PHONY: demo test lint typecheck unit test-pythons bench clean
 
 demo: $(VENV)/.installed
 	$(BIN)/python examples/cluster.py
@@ -20,6 +23,15 @@ typecheck: $(VENV)/.installed
 unit: $(VENV)/.installed
 	$(BIN)/pytest
 
+test-pythons: $(PYTHONS:%=.venv-%/.installed)
+	@for v in $(PYTHONS); do echo "== Python $$v"; .venv-$$v/bin/pytest -q || exit 1; done
+
+.venv-%/.installed: pyproject.toml
+	"$$(.ci/find-python $*)" -m venv .venv-$*
+	.venv-$*/bin/pip install --quiet --upgrade pip
+	.venv-$*/bin/pip install --quiet -e '.[test]'
+	touch $@
+
 # Every benchmark; writes docs/benchmarks.md and docs/img/ (bench/ makes its own .venv-bench).
 bench:
 	$(PYTHON) -m bench
@@ -31,4 +43,4 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 clean:
-	rm -rf $(VENV) .venv-bench .mypy_cache .pytest_cache .ruff_cache
+	rm -rf $(VENV) $(PYTHONS:%=.venv-%) .venv-bench .mypy_cache .pytest_cache .ruff_cache

@@ -127,6 +127,10 @@ def test_a_thread_started_by_a_primarys_handler_is_not_a_daemon(tmp_path: Path) 
                 t.start()
             cluster.on("exit", on_exit)
             cluster.fork()
+            # While the main thread runs: from Python 3.12 on no thread can start once the
+            # interpreter is finalizing (gh-104690), which is when a primary whose script has
+            # ended waits for its workers (docs/api.md).
+            cluster.wait(30)
         else:
             sys.exit(0)
         """,

@@ -155,3 +155,35 @@ def test_connections_held_by_a_dying_worker_go_to_another(tmp_path: Path, how: s
     ((_, answers),) = result.named("answers")
     assert len(answers) == 6
     assert len(set(answers)) == 1  # all from the surviving worker
+
+
+def test_an_rr_socket_listened_on_outside_pycluster_listens_nowhere(tmp_path: Path) -> None:
+    # hypercorn's command line and Sanic bind in the worker and listen in a child process:
+    # the socket pycluster left unbound listened on 0.0.0.0 at a random port. Now listen()
+    # outside pycluster fails, and nothing listens on an address the program did not ask for.
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            cluster.on("message", lambda w, m, h: (out("child", m), w.disconnect()))
+            cluster.fork()
+        else:
+            import subprocess
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            child = subprocess.run(
+                [sys.executable, "-c",
+                 "import socket, sys\\n"
+                 "s = socket.socket(fileno=int(sys.argv[1]))\\n"
+                 "try:\\n"
+                 "    s.listen(); print('listening', s.getsockname())\\n"
+                 "except OSError as exc:\\n"
+                 "    print('refused', exc.errno)\\n",
+                 str(s.fileno())],
+                pass_fds=[s.fileno()], capture_output=True, text=True, check=True)
+            cluster.worker.send(child.stdout.split()[0])
+        """,
+        env={"PYCLUSTER_SCHED_POLICY": "rr"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.named("child") == [["child", "refused"]]

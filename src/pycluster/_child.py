@@ -378,10 +378,10 @@ class ChildRuntime:
         emit_safely(self.worker, "disconnect")
         self._closed.set()
         if not self._main_done and (not self._disconnecting or self._exit_when_closed):
-            # After a graceful disconnect the program's own threads finish first, as at the end
-            # of a program (Node: a timer keeps the process alive); the primary's death does not
-            # wait (Node exits at once).
-            exit_process(0, wait_for_threads=self._disconnecting)
+            # After a graceful disconnect the threads its handlers started finish first (Node:
+            # a timer keeps the process alive); the primary's death does not wait (Node exits
+            # at once).
+            exit_process(0, wait_for_handlers_threads=self._disconnecting)
 
     def wait_closed(self) -> None:
         """Called by the bootstrap once the program's main code has returned."""

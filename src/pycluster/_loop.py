@@ -17,7 +17,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ._events import EventEmitter
-from ._process import exit_for, handler_thread
+from ._process import exit_for, handler_thread, run_handlers
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -49,7 +49,7 @@ def emit_safely(emitter: EventEmitter, event: str, *args: Any) -> None:
     """Emit on the runtime's behalf: each failing handler is printed and the rest still run; a
     handler's ``sys.exit()`` ends the process (``_process``)."""
     try:
-        emitter.emit_isolated(event, args, report_exception)
+        run_handlers(lambda: emitter.emit_isolated(event, args, report_exception))
     except Exception:
         report_exception(f"the {event!r} event")
     except (SystemExit, KeyboardInterrupt) as exc:

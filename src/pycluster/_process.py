@@ -28,24 +28,47 @@ from typing import NoReturn
 exiting = False
 #: pycluster's handler threads, which report themselves as non-daemon (``handler_thread``).
 _handler_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
+#: Non-daemon threads that the program's handlers started (``run_handlers``).
+_started_by_handlers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
-def exit_process(code: int, *, wait_for_threads: bool = False) -> NoReturn:
+def exit_process(code: int, *, wait_for_handlers_threads: bool = False) -> NoReturn:
     """End the process now from any thread: flush output, run atexit handlers, exit ``code``.
 
-    With ``wait_for_threads``, first wait for the program's non-daemon threads (other than the
-    main thread and this one), as the interpreter does at a normal exit.
+    With ``wait_for_handlers_threads``, first wait for the non-daemon threads that event
+    handlers started (a timer set in a ``disconnect`` handler fires, as in Node); the program's
+    other threads (a server's thread pool waiting for work) are not waited for.
     """
     global exiting
     exiting = True
-    if wait_for_threads:
-        join_program_threads()
+    if wait_for_handlers_threads:
+        current = threading.current_thread()
+        while True:
+            waiting = [t for t in list(_started_by_handlers) if t is not current and t.is_alive()]
+            if not waiting:
+                break
+            for thread in waiting:
+                thread.join()
     _flush()
     try:
         atexit._run_exitfuncs()
     finally:
         _flush()
         os._exit(code)
+
+
+def run_handlers(call: Callable[[], object]) -> None:
+    """Run event handlers (``call``), noting the non-daemon threads they start."""
+    if threading.current_thread() not in _handler_threads:
+        call()
+        return
+    before = set(threading.enumerate())
+    try:
+        call()
+    finally:
+        for thread in threading.enumerate():
+            if thread not in before and not thread.daemon:
+                _started_by_handlers.add(thread)
 
 
 def join_program_threads() -> None:

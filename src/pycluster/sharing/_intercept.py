@@ -130,6 +130,12 @@ class Sharing:
                 _original["bind"](sock, key.sockaddr(reply["port"]))
             else:
                 _close_all(fds)
+                # Left unbound, a socket that reached listen() outside pycluster (a child
+                # process it was passed to, as hypercorn's command line and Sanic do; C code)
+                # would listen on a random port of every interface. Until our listen() makes it
+                # a handoff channel it is a datagram socket, on which listen() fails.
+                placeholder = socket.socket(sock.family, socket.SOCK_DGRAM)
+                _adopt(sock, placeholder.detach())
             if key.family == socket.AF_UNIX:
                 try:
                     file = os.stat(key.host)

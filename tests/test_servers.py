@@ -1,0 +1,207 @@
+"""Real third-party servers, unchanged, in 2 workers under every policy (docs/servers.md).
+
+Each server binds port 0 on the loopback address (v4 and v6) and answers with its worker's pid;
+the primary waits for both workers' 'listening', sends requests with a real client, checks that
+every one was answered by a worker of the cluster, then disconnects the workers (each must exit 0).
+The rows of docs/servers.md that say "tested" are these.
+"""
+
+from __future__ import annotations
+
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from tests.clusterkit import run_cluster
+
+pytestmark = pytest.mark.timeout(120)
+
+POLICIES = ["rr", "none", "reuseport"]
+
+WSGI_APP = """
+def app(environ, start_response):
+    body = str(os.getpid()).encode()
+    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+    return [body]
+"""
+
+ASGI_APP = """
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    body = str(os.getpid()).encode()
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
+"""
+
+# name: (module to import first, client kind, the worker's code; HOST is "127.0.0.1" or "::1")
+SERVERS: dict[str, tuple[str, str, str]] = {
+    "aiohttp web.run_app": (
+        "aiohttp",
+        "http",
+        """
+from aiohttp import web
+async def pid(request):
+    return web.Response(text=str(os.getpid()))
+app = web.Application()
+app.router.add_get("/", pid)
+web.run_app(app, host=HOST, port=0, print=None, handle_signals=False)
+""",
+    ),
+    "tornado Application.listen": (
+        "tornado",
+        "http",
+        """
+import asyncio
+import tornado.web
+class Pid(tornado.web.RequestHandler):
+    def get(self):
+        self.write(str(os.getpid()))
+async def main():
+    tornado.web.Application([("/", Pid)]).listen(0, HOST)
+    await asyncio.Event().wait()
+asyncio.run(main())
+""",
+    ),
+    "hypercorn serve()": (
+        "hypercorn",
+        "http",
+        ASGI_APP
+        + """
+import asyncio
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+config = Config()
+config.bind = [f"[{HOST}]:0" if ":" in HOST else f"{HOST}:0"]
+asyncio.run(serve(app, config))
+""",
+    ),
+    "waitress.serve": (
+        "waitress",
+        "http",
+        WSGI_APP
+        + """
+import waitress
+waitress.serve(app, host=HOST, port=0, _quiet=True)
+""",
+    ),
+    "cheroot wsgi.Server": (
+        "cheroot",
+        "http",
+        WSGI_APP
+        + """
+from cheroot import wsgi
+wsgi.Server((HOST, 0), app).start()
+""",
+    ),
+    "Flask app.run (werkzeug)": (
+        "flask",
+        "http",
+        """
+import logging
+from flask import Flask
+logging.getLogger("werkzeug").setLevel(logging.ERROR)
+app = Flask(__name__)
+@app.get("/")
+def pid():
+    return str(os.getpid())
+app.run(host=HOST, port=0)
+""",
+    ),
+    "Twisted reactor.listenTCP": (
+        "twisted",
+        "http",
+        """
+from twisted.internet import reactor
+from twisted.web import resource, server
+class Pid(resource.Resource):
+    isLeaf = True
+    def render_GET(self, request):
+        return str(os.getpid()).encode()
+reactor.listenTCP(0, server.Site(Pid()), interface=HOST)
+reactor.run()
+""",
+    ),
+    "Sanic app.run(single_process=True)": (
+        "sanic",
+        "http",
+        """
+from sanic import Sanic, text
+app = Sanic("pid")
+@app.get("/")
+async def pid(request):
+    return text(str(os.getpid()))
+app.run(host=HOST, port=0, single_process=True, motd=False, access_log=False)
+""",
+    ),
+    "daphne Server": (
+        "daphne",
+        "http",
+        ASGI_APP
+        + """
+from daphne.server import Server
+iface = HOST.replace(":", r"\\:")
+Server(application=app, endpoints=[f"tcp:port=0:interface={iface}"], verbosity=0).run()
+""",
+    ),
+    "websockets serve": (
+        "websockets",
+        "ws",
+        """
+import asyncio
+import websockets
+async def handler(ws):
+    await ws.send(str(os.getpid()))
+async def main():
+    async with websockets.serve(handler, HOST, 0):
+        await asyncio.Event().wait()
+asyncio.run(main())
+""",
+    ),
+}
+
+PRIMARY = """
+import collections
+if cluster.is_primary:
+    track_listening()
+    cluster.on("exit", lambda w, c, s: out("exit", c, s))
+    workers = [cluster.fork() for _ in range(2)]
+    pids = {str(w.pid): w.id for w in workers}
+    events = wait_listening(2)
+    address = tuple(events[0][1][:2])
+    served = collections.Counter()
+    for i in range(REQUESTS):
+        if KIND == "ws":
+            from websockets.sync.client import connect
+            host = f"[{address[0]}]" if ":" in address[0] else address[0]
+            with connect(f"ws://{host}:{address[1]}/") as ws:
+                body = ws.recv(timeout=10)
+        else:
+            status, body = http_get(address)
+            assert status == 200, (status, body)
+        served[pids[body]] += 1
+    out("served", sorted(served.items()))
+    cluster.disconnect()
+else:
+"""
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "::1"])
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("server", list(SERVERS))
+def test_real_server(tmp_path: Path, server: str, policy: str, host: str) -> None:
+    module, kind, code = SERVERS[server]
+    __import__(module)  # a test dependency: missing, the test fails
+    requests = 12
+    body = (
+        PRIMARY.replace("REQUESTS", str(requests)).replace("KIND", repr(kind))
+        + textwrap.indent(textwrap.dedent(code), "    ")
+    ).replace("HOST", repr(host))
+    result = run_cluster(tmp_path, body, env={"PYCLUSTER_SCHED_POLICY": policy}, timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    served = dict(result.named("served")[0][1])
+    assert sum(served.values()) == requests
+    assert set(served) <= {1, 2}
+    assert [r[1:] for r in result.named("exit")] == [[0, None], [0, None]], result.stderr
