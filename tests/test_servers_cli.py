@@ -1,0 +1,98 @@
+"""Real servers' own command lines under ``pycluster run``: a rolling reload under requests loses
+none, and SIGTERM leaves nothing running (docs/servers.md)."""
+
+from __future__ import annotations
+
+import os
+import signal
+from pathlib import Path
+
+import pytest
+
+from tests.clusterkit import Load, Supervised, pid_alive, wait_until
+from tests.test_supervisor import _connects, cluster_status, free_port
+
+pytestmark = pytest.mark.timeout(120)
+
+APPS = {
+    "hello_asgi.py": """
+import os
+async def app(scope, receive, send):
+    if scope["type"] != "http":
+        return
+    await send({"type": "http.response.start", "status": 200,
+                "headers": [(b"x-worker-pid", str(os.getpid()).encode()),
+                            (b"content-length", b"5")]})
+    await send({"type": "http.response.body", "body": b"hello"})
+""",
+    "hello_wsgi.py": """
+import os
+def app(environ, start_response):
+    start_response("200 OK", [("X-Worker-Pid", str(os.getpid())), ("Content-Length", "5")])
+    return [b"hello"]
+""",
+    "hello_sanic.py": """
+import os
+from sanic import Sanic, text
+app = Sanic("hello")
+@app.get("/")
+async def hello(request):
+    return text("hello", headers={"X-Worker-Pid": str(os.getpid())})
+""",
+}
+
+# name: the program's command line after `pycluster run -w 2` (PORT is replaced)
+COMMANDS = {
+    "uvicorn": ["-m", "uvicorn", "hello_asgi:app", "--port", "PORT", "--log-level", "warning"],
+    "hypercorn --workers 0": [
+        "-m", "hypercorn", "--workers", "0", "--bind", "127.0.0.1:PORT", "hello_asgi:app",
+    ],
+    "daphne": ["-m", "daphne", "-b", "127.0.0.1", "-p", "PORT", "-v", "0", "hello_asgi:app"],
+    "waitress": ["-m", "waitress", "--host", "127.0.0.1", "--port", "PORT", "hello_wsgi:app"],
+    "sanic --single-process": [
+        "-m", "sanic", "hello_sanic:app", "--host", "127.0.0.1", "--port", "PORT",
+        "--single-process", "--no-motd", "--no-access-logs",
+    ],
+}  # fmt: skip
+
+
+@pytest.mark.parametrize("name", list(COMMANDS))
+def test_server_command_line_reload_and_sigterm(tmp_path: Path, name: str) -> None:
+    for file, text in APPS.items():
+        (tmp_path / file).write_text(text)
+    port = free_port()
+    argv = [arg.replace("PORT", str(port)) for arg in COMMANDS[name]]
+    cluster = Supervised(
+        "-w", "2", "--graceful-timeout", "20", *argv,
+        env={"PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    try:
+        runtime = Path(cluster.runtime_dir)
+        assert wait_until(lambda: cluster_status(runtime).get("ready") == 2, timeout=60), (
+            cluster.log
+        )
+        assert wait_until(lambda: _connects(port), timeout=30)
+        before = {w["pid"] for w in cluster_status(runtime)["workers"]}  # type: ignore[attr-defined]
+        load = Load(port, threads=4)
+        try:
+            assert wait_until(lambda: len(load.served) >= 20, timeout=30), load.failures
+            done = cluster.command("reload")
+            assert done.returncode == 0, done.stderr + "".join(cluster.log)
+            served = len(load.served)
+            assert wait_until(lambda: len(load.served) >= served + 20, timeout=30)
+        finally:
+            load.stop()
+        assert load.failures == [], load.failures[:3]
+
+        def pids() -> set[int]:
+            return {w["pid"] for w in cluster_status(runtime).get("workers", [])}  # type: ignore[attr-defined]
+
+        # The last old worker may still be finishing its last request when the reload returns.
+        assert wait_until(lambda: before.isdisjoint(pids()), timeout=30), pids()
+        after = pids()
+        assert set(load.served) >= {str(pid) for pid in after}
+        os.kill(cluster.proc.pid, signal.SIGTERM)
+        assert cluster.finish(60) == 0, "".join(cluster.log)
+        assert wait_until(lambda: not any(pid_alive(p) for p in before | after), timeout=10)
+    finally:
+        cluster.stop()
