@@ -173,7 +173,11 @@ if cluster.is_primary:
     address = tuple(events[0][1][:2])
     served = collections.Counter()
     for i in range(REQUESTS):
-        if KIND == "ws":
+        if KIND == "ws" and isinstance(address, str):
+            from websockets.sync.client import unix_connect
+            with unix_connect(address, "ws://localhost/") as ws:
+                body = ws.recv(timeout=10)
+        elif KIND == "ws":
             from websockets.sync.client import connect
             host = f"[{address[0]}]" if ":" in address[0] else address[0]
             with connect(f"ws://{host}:{address[1]}/") as ws:
@@ -199,6 +203,126 @@ def test_real_server(tmp_path: Path, server: str, policy: str, host: str) -> Non
         PRIMARY.replace("REQUESTS", str(requests)).replace("KIND", repr(kind))
         + textwrap.indent(textwrap.dedent(code), "    ")
     ).replace("HOST", repr(host))
+    result = run_cluster(tmp_path, body, env={"PYCLUSTER_SCHED_POLICY": policy}, timeout=90)
+    assert result.returncode == 0, result.stdout + result.stderr
+    served = dict(result.named("served")[0][1])
+    assert sum(served.values()) == requests
+    assert set(served) <= {1, 2}
+    assert [r[1:] for r in result.named("exit")] == [[0, None], [0, None]], result.stderr
+
+
+# The same servers on a Unix path ("app.sock" in the cluster's directory): each removes a stale
+# socket file before it binds, which took the cluster's path away before (docs/sharing.md).
+UNIX_SERVERS: dict[str, tuple[str, str, str]] = {
+    "aiohttp web.run_app(path=)": (
+        "aiohttp",
+        "http",
+        """
+from aiohttp import web
+async def pid(request):
+    return web.Response(text=str(os.getpid()))
+app = web.Application()
+app.router.add_get("/", pid)
+web.run_app(app, path="app.sock", print=None, handle_signals=False)
+""",
+    ),
+    "tornado bind_unix_socket": (
+        "tornado",
+        "http",
+        """
+import asyncio
+import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_unix_socket
+class Pid(tornado.web.RequestHandler):
+    def get(self):
+        self.write(str(os.getpid()))
+async def main():
+    HTTPServer(tornado.web.Application([("/", Pid)])).add_socket(bind_unix_socket("app.sock"))
+    await asyncio.Event().wait()
+asyncio.run(main())
+""",
+    ),
+    "hypercorn serve(bind=unix:)": (
+        "hypercorn",
+        "http",
+        ASGI_APP
+        + """
+import asyncio
+from hypercorn.asyncio import serve
+from hypercorn.config import Config
+config = Config()
+config.bind = ["unix:app.sock"]
+asyncio.run(serve(app, config))
+""",
+    ),
+    "waitress.serve(unix_socket=)": (
+        "waitress",
+        "http",
+        WSGI_APP
+        + """
+import waitress
+waitress.serve(app, unix_socket="app.sock", _quiet=True)
+""",
+    ),
+    "cheroot wsgi.Server(path)": (
+        "cheroot",
+        "http",
+        WSGI_APP
+        + """
+from cheroot import wsgi
+wsgi.Server("app.sock", app).start()
+""",
+    ),
+    "uvicorn.run(uds=)": (
+        "uvicorn",
+        "http",
+        ASGI_APP
+        + """
+import uvicorn
+uvicorn.run(app, uds="app.sock", log_level="warning", lifespan="off")
+""",
+    ),
+    "Twisted reactor.listenUNIX": (
+        "twisted",
+        "http",
+        """
+from twisted.internet import reactor
+from twisted.web import resource, server
+class Pid(resource.Resource):
+    isLeaf = True
+    def render_GET(self, request):
+        return str(os.getpid()).encode()
+reactor.listenUNIX("app.sock", server.Site(Pid()))
+reactor.run()
+""",
+    ),
+    "websockets unix_serve": (
+        "websockets",
+        "ws",
+        """
+import asyncio
+import websockets
+async def handler(ws):
+    await ws.send(str(os.getpid()))
+async def main():
+    async with websockets.unix_serve(handler, "app.sock"):
+        await asyncio.Event().wait()
+asyncio.run(main())
+""",
+    ),
+}
+
+
+@pytest.mark.parametrize("policy", POLICIES)
+@pytest.mark.parametrize("server", list(UNIX_SERVERS))
+def test_real_server_on_a_unix_path(tmp_path: Path, server: str, policy: str) -> None:
+    module, kind, code = UNIX_SERVERS[server]
+    __import__(module)
+    requests = 12
+    body = PRIMARY.replace("REQUESTS", str(requests)).replace("KIND", repr(kind)).replace(
+        "address = tuple(events[0][1][:2])", "address = events[0][1][0]"
+    ) + textwrap.indent(textwrap.dedent(code), "    ")
     result = run_cluster(tmp_path, body, env={"PYCLUSTER_SCHED_POLICY": policy}, timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     served = dict(result.named("served")[0][1])

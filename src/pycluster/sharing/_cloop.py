@@ -7,10 +7,11 @@ were queued on a SCHED_REUSEPORT listener when the worker stopped. In a worker, 
 stream socket (under any policy), it returns a ``HandoffServer``, which takes connections with
 the (patched) Python ``accept()`` when the socket is readable, so the primary's protocol, the
 disconnect and the heartbeat are the same as for any other server, and gives each connection to
-the loop with ``connect_accepted_socket`` (``_handoff``). A ``create_server(host, port)`` binds
-and listens in Python first (uvloop would bind in Python but listen in C, where pycluster cannot
-see it), so that it is shared under every policy. Every other call goes to uvloop unchanged. Nothing
-here imports asyncio: a worker that never imports uvloop pays for none of it.
+the loop with ``connect_accepted_socket`` (``_handoff``). A ``create_server(host, port)`` or a
+``create_unix_server(path)`` binds and listens in Python first (uvloop would bind in Python but
+listen in C, where pycluster cannot see it), so that it is shared under every policy. Every
+other call goes to uvloop unchanged. Nothing here imports asyncio: a worker that never imports
+uvloop pays for none of it.
 """
 
 from __future__ import annotations
@@ -66,6 +67,38 @@ def _wrap_create_server(sharing: Sharing, loop_class: type) -> None:
     create_server.__pycluster__ = True  # type: ignore[attr-defined]
     create_server.__doc__ = original.__doc__
     loop_class.create_server = create_server  # type: ignore[attr-defined]
+
+    original_unix = loop_class.create_unix_server  # type: ignore[attr-defined]
+
+    async def create_unix_server(
+        self: asyncio.AbstractEventLoop,
+        protocol_factory: Callable[[], asyncio.BaseProtocol],
+        path: str | None = None,
+        *,
+        sock: socket.socket | None = None,
+        **kwargs: Any,
+    ) -> asyncio.AbstractServer:
+        if sock is None and path is not None:
+            # As for create_server: uvloop would listen in C, past our listen().
+            from ._handoff import bind_and_listen_unix
+
+            sock, path = bind_and_listen_unix(path, kwargs), None
+        if sock is not None and sharing.accepts_in_python(sock, kwargs.get("backlog", 100)):
+            from ._handoff import HandoffServer
+
+            server = HandoffServer(
+                self, protocol_factory, sock, ssl=kwargs.get("ssl"),
+                backlog=kwargs.get("backlog", 100),
+                ssl_handshake_timeout=kwargs.get("ssl_handshake_timeout"),
+            )  # fmt: skip
+            if kwargs.get("start_serving", True):
+                server._start()
+            return server
+        return await original_unix(self, protocol_factory, path, sock=sock, **kwargs)  # type: ignore[no-any-return]
+
+    create_unix_server.__pycluster__ = True  # type: ignore[attr-defined]
+    create_unix_server.__doc__ = original_unix.__doc__
+    loop_class.create_unix_server = create_unix_server  # type: ignore[attr-defined]
 
 
 def _patch_uvloop(sharing: Sharing, module: ModuleType) -> None:

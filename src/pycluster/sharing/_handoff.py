@@ -174,6 +174,30 @@ def bind_and_listen(host: str | None, port: int, kwargs: dict[str, Any]) -> list
     return socks
 
 
+def bind_and_listen_unix(path: Any, kwargs: dict[str, Any]) -> socket.socket:
+    """The listening socket asyncio's ``create_unix_server(path)`` would make (a stale socket
+    file removed first, as asyncio and uvloop do), made with Python's (shared) ``bind`` and
+    ``listen``."""
+    import os
+    import stat
+
+    path = os.fspath(path)
+    if path[0] not in (0, "\0"):
+        try:
+            if stat.S_ISSOCK(os.stat(path).st_mode):
+                os.remove(path)  # a no-op for the cluster's own file (_unlink)
+        except FileNotFoundError:
+            pass
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        sock.listen(kwargs.get("backlog", 100))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 class ServerGroup(asyncio.AbstractServer):
     """Several servers (one per address family of a host) as one, as asyncio's Server is."""
 
