@@ -126,13 +126,13 @@ def test_a_thread_started_by_a_primarys_handler_is_not_a_daemon(tmp_path: Path) 
                 out("daemon", t.daemon, threading.Thread(target=work, daemon=True).daemon)
                 t.start()
             cluster.on("exit", on_exit)
-            cluster.fork()
-            # While the main thread runs: from Python 3.12 on no thread can start once the
-            # interpreter is finalizing (gh-104690), which is when a primary whose script has
-            # ended waits for its workers (docs/api.md).
-            cluster.wait(30)
+            w = cluster.fork()
+            w.on("online", lambda: w.send("go"))
+            # The script ends now, before the worker is even online: the exit event comes
+            # while the primary waits for its workers. From Python 3.12 on no thread can start
+            # once the interpreter is finalizing (gh-104690): the wait must come before (_main_end).
         else:
-            sys.exit(0)
+            cluster.worker.on("message", lambda m, h: sys.exit(0))
         """,
     )
     assert result.returncode == 0, result.stderr

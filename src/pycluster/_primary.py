@@ -29,6 +29,7 @@ from ._errors import ChannelClosedError, ClusterError, InvalidTransition, Protoc
 from ._events import EventEmitter
 from ._lifecycle import transition
 from ._loop import Loop, call_safely, emit_safely
+from ._main_end import at_main_end
 from ._messages import (
     FROM_WORKER,
     Command,
@@ -506,6 +507,8 @@ class Primary:
 
             sys.excepthook = excepthook
             atexit.register(self._at_exit)
+            if threading.current_thread() is threading.main_thread():
+                at_main_end(self._at_exit)  # 3.12+: before finalization, where threads can start
             self.registry.adopt_inherited(os.environ)
         self.loop.start()
 
