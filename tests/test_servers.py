@@ -197,12 +197,19 @@ else:
 @pytest.mark.parametrize("server", list(SERVERS))
 def test_real_server(tmp_path: Path, server: str, policy: str, host: str) -> None:
     module, kind, code = SERVERS[server]
+    serve_and_check(tmp_path, module, kind, code.replace("HOST", repr(host)), policy)
+
+
+def serve_and_check(
+    tmp_path: Path, module: str, kind: str, code: str, policy: str, *, unix: bool = False
+) -> None:
+    """Run ``code`` in 2 workers under ``policy``; every request answered, both workers exit 0."""
     __import__(module)  # a test dependency: missing, the test fails
     requests = 12
-    body = (
-        PRIMARY.replace("REQUESTS", str(requests)).replace("KIND", repr(kind))
-        + textwrap.indent(textwrap.dedent(code), "    ")
-    ).replace("HOST", repr(host))
+    primary = PRIMARY.replace("REQUESTS", str(requests)).replace("KIND", repr(kind))
+    if unix:
+        primary = primary.replace("address = tuple(events[0][1][:2])", "address = events[0][1][0]")
+    body = primary + textwrap.indent(textwrap.dedent(code), "    ")
     result = run_cluster(tmp_path, body, env={"PYCLUSTER_SCHED_POLICY": policy}, timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     served = dict(result.named("served")[0][1])
@@ -318,14 +325,4 @@ asyncio.run(main())
 @pytest.mark.parametrize("server", list(UNIX_SERVERS))
 def test_real_server_on_a_unix_path(tmp_path: Path, server: str, policy: str) -> None:
     module, kind, code = UNIX_SERVERS[server]
-    __import__(module)
-    requests = 12
-    body = PRIMARY.replace("REQUESTS", str(requests)).replace("KIND", repr(kind)).replace(
-        "address = tuple(events[0][1][:2])", "address = events[0][1][0]"
-    ) + textwrap.indent(textwrap.dedent(code), "    ")
-    result = run_cluster(tmp_path, body, env={"PYCLUSTER_SCHED_POLICY": policy}, timeout=90)
-    assert result.returncode == 0, result.stdout + result.stderr
-    served = dict(result.named("served")[0][1])
-    assert sum(served.values()) == requests
-    assert set(served) <= {1, 2}
-    assert [r[1:] for r in result.named("exit")] == [[0, None], [0, None]], result.stderr
+    serve_and_check(tmp_path, module, kind, code, policy, unix=True)

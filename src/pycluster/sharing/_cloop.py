@@ -29,6 +29,25 @@ if TYPE_CHECKING:
     from ._intercept import Sharing
 
 
+def _serve_in_python(
+    loop: asyncio.AbstractEventLoop,
+    protocol_factory: Callable[[], asyncio.BaseProtocol],
+    sock: socket.socket,
+    kwargs: dict[str, Any],
+) -> asyncio.AbstractServer:
+    """A server taking ``sock``'s connections with our ``accept()`` (``_handoff``)."""
+    from ._handoff import HandoffServer
+
+    server = HandoffServer(
+        loop, protocol_factory, sock, ssl=kwargs.get("ssl"),
+        backlog=kwargs.get("backlog", 100),
+        ssl_handshake_timeout=kwargs.get("ssl_handshake_timeout"),
+    )  # fmt: skip
+    if kwargs.get("start_serving", True):
+        server._start()
+    return server
+
+
 def _wrap_create_server(sharing: Sharing, loop_class: type) -> None:
     original = loop_class.create_server  # type: ignore[attr-defined]
     if getattr(original, "__pycluster__", False):
@@ -52,16 +71,7 @@ def _wrap_create_server(sharing: Sharing, loop_class: type) -> None:
             servers = [await create_server(self, protocol_factory, sock=s, **kwargs) for s in socks]
             return servers[0] if len(servers) == 1 else ServerGroup(self, servers)
         if sock is not None and sharing.accepts_in_python(sock, kwargs.get("backlog", 100)):
-            from ._handoff import HandoffServer
-
-            server = HandoffServer(
-                self, protocol_factory, sock, ssl=kwargs.get("ssl"),
-                backlog=kwargs.get("backlog", 100),
-                ssl_handshake_timeout=kwargs.get("ssl_handshake_timeout"),
-            )  # fmt: skip
-            if kwargs.get("start_serving", True):
-                server._start()
-            return server
+            return _serve_in_python(self, protocol_factory, sock, kwargs)
         return await original(self, protocol_factory, host, port, sock=sock, **kwargs)  # type: ignore[no-any-return]
 
     create_server.__pycluster__ = True  # type: ignore[attr-defined]
@@ -84,16 +94,7 @@ def _wrap_create_server(sharing: Sharing, loop_class: type) -> None:
 
             sock, path = bind_and_listen_unix(path, kwargs), None
         if sock is not None and sharing.accepts_in_python(sock, kwargs.get("backlog", 100)):
-            from ._handoff import HandoffServer
-
-            server = HandoffServer(
-                self, protocol_factory, sock, ssl=kwargs.get("ssl"),
-                backlog=kwargs.get("backlog", 100),
-                ssl_handshake_timeout=kwargs.get("ssl_handshake_timeout"),
-            )  # fmt: skip
-            if kwargs.get("start_serving", True):
-                server._start()
-            return server
+            return _serve_in_python(self, protocol_factory, sock, kwargs)
         return await original_unix(self, protocol_factory, path, sock=sock, **kwargs)  # type: ignore[no-any-return]
 
     create_unix_server.__pycluster__ = True  # type: ignore[attr-defined]
