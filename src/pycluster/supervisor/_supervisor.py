@@ -287,11 +287,13 @@ class Supervisor:
         running.stopping = True
         worker = running.worker
         if now:
+            # A worker's SIGTERM runs Python code (its children go first: _descendants), which
+            # a long C call can hold up: SIGKILL it after the graceful timeout all the same.
             worker.kill("SIGTERM")
-            return
-        worker.disconnect()
-        if self.config.stop_signal:
-            worker.kill(self.config.stop_signal)
+        else:
+            worker.disconnect()
+            if self.config.stop_signal:
+                worker.kill(self.config.stop_signal)
 
         def deadline() -> None:
             if worker.id in self.running and not worker.is_dead():
