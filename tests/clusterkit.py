@@ -141,15 +141,25 @@ def run_cluster(
 class LiveCluster:
     """A primary running in the background, read line by line while the test acts on it."""
 
-    def __init__(self, directory: Path, body: str, *, new_session: bool = False) -> None:
+    def __init__(
+        self,
+        directory: Path,
+        body: str,
+        *,
+        new_session: bool = False,
+        env: dict[str, str] | None = None,
+        stdin: bool = False,
+    ) -> None:
         script = write_script(directory, body)
         self.proc = subprocess.Popen(
             [sys.executable, str(script)],
+            stdin=subprocess.PIPE if stdin else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             cwd=directory,
             start_new_session=new_session,
+            env={**os.environ, **(env or {})},
         )
         self.records: list[list[Any]] = []
         self._lines: queue.Queue[str | None] = queue.Queue()
@@ -196,6 +206,12 @@ class LiveCluster:
 
     def named(self, name: str) -> list[list[Any]]:
         return [r for r in self.records if r and r[0] == name]
+
+    def write(self, text: str) -> None:
+        """Send ``text`` to the primary's stdin (``stdin=True``)."""
+        assert self.proc.stdin is not None
+        self.proc.stdin.write(text)
+        self.proc.stdin.flush()
 
     def finish(self, timeout: float = 20) -> int:
         code = self.proc.wait(timeout)
@@ -296,11 +312,20 @@ class Supervised:
 
 
 class Load:
-    """Client threads sending HTTP GETs (a new connection each) until stopped; every request is
-    counted, served or failed."""
+    """Client threads sending HTTP GETs (a new connection each), or calling ``request`` (which
+    answers the serving worker's pid), until stopped; every request is counted, served or
+    failed."""
 
-    def __init__(self, port: int, *, threads: int = 4, path: str = "/") -> None:
+    def __init__(
+        self,
+        port: int,
+        *,
+        threads: int = 4,
+        path: str = "/",
+        request: Callable[[], str] | None = None,
+    ) -> None:
         self.url = f"http://127.0.0.1:{port}{path}"
+        self._request = request or self._get
         self.served: list[str] = []  # the X-Worker-Pid of each answer
         self.failures: list[BaseException] = []
         self._done = threading.Event()
@@ -311,11 +336,14 @@ class Load:
     def _client(self) -> None:
         while not self._done.is_set():
             try:
-                with urllib.request.urlopen(self.url, timeout=20) as response:
-                    response.read()
-                    self.served.append(str(response.headers["X-Worker-Pid"]))
+                self.served.append(self._request())
             except Exception as exc:
                 self.failures.append(exc)
+
+    def _get(self) -> str:
+        with urllib.request.urlopen(self.url, timeout=20) as response:
+            response.read()
+            return str(response.headers["X-Worker-Pid"])
 
     def stop(self) -> None:
         self._done.set()

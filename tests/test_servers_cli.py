@@ -39,6 +39,23 @@ app = Sanic("hello")
 async def hello(request):
     return text("hello", headers={"X-Worker-Pid": str(os.getpid())})
 """,
+    "manage.py": """
+import os
+import sys
+from django.conf import settings
+from django.http import HttpResponse
+from django.urls import path
+settings.configure(DEBUG=False, ALLOWED_HOSTS=["*"], ROOT_URLCONF=__name__, SECRET_KEY="x" * 50,
+                   MIDDLEWARE=[], INSTALLED_APPS=[])
+def hello(request):
+    response = HttpResponse(b"hello")
+    response["X-Worker-Pid"] = str(os.getpid())
+    return response
+urlpatterns = [path("", hello)]
+if __name__ == "__main__":
+    from django.core.management import execute_from_command_line
+    execute_from_command_line(sys.argv)
+""",
 }
 
 # name: the program's command line after `pycluster run -w 2` (PORT is replaced)
@@ -53,6 +70,7 @@ COMMANDS = {
         "-m", "sanic", "hello_sanic:app", "--host", "127.0.0.1", "--port", "PORT",
         "--single-process", "--no-motd", "--no-access-logs",
     ],
+    "django runserver --noreload": ["PATH/manage.py", "runserver", "--noreload", "127.0.0.1:PORT"],
 }  # fmt: skip
 
 
@@ -61,7 +79,7 @@ def test_server_command_line_reload_and_sigterm(tmp_path: Path, name: str) -> No
     for file, text in APPS.items():
         (tmp_path / file).write_text(text)
     port = free_port()
-    argv = [arg.replace("PORT", str(port)) for arg in COMMANDS[name]]
+    argv = [arg.replace("PORT", str(port)).replace("PATH", str(tmp_path)) for arg in COMMANDS[name]]
     cluster = Supervised(
         "-w", "2", "--graceful-timeout", "20", *argv,
         env={"PYTHONPATH": str(tmp_path)},

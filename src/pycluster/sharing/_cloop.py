@@ -16,15 +16,15 @@ uvloop pays for none of it.
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+from ._imports import when_imported
+
 if TYPE_CHECKING:
     import asyncio
     import socket
-    from importlib.machinery import ModuleSpec
 
     from ._intercept import Sharing
 
@@ -108,39 +108,6 @@ def _patch_uvloop(sharing: Sharing, module: ModuleType) -> None:
         _wrap_create_server(sharing, loop_class)
 
 
-class _UvloopHook:
-    """A ``sys.meta_path`` finder that patches uvloop right after it is first imported."""
-
-    def __init__(self, sharing: Sharing) -> None:
-        self._sharing = sharing
-
-    def find_spec(
-        self, name: str, path: Sequence[str] | None, target: ModuleType | None = None
-    ) -> ModuleSpec | None:
-        if name != "uvloop":
-            return None
-        sys.meta_path.remove(self)
-        from importlib.machinery import PathFinder
-
-        spec = PathFinder.find_spec(name, path)
-        if spec is None or spec.loader is None:
-            return spec
-        loader = spec.loader
-        exec_module = loader.exec_module
-        sharing = self._sharing
-
-        def exec_and_patch(module: ModuleType) -> None:
-            exec_module(module)
-            _patch_uvloop(sharing, module)
-
-        loader.exec_module = exec_and_patch  # type: ignore[method-assign]
-        return spec
-
-
 def install(sharing: Sharing) -> None:
     """Make uvloop's servers take SCHED_RR handoffs in this worker."""
-    module = sys.modules.get("uvloop")
-    if module is not None:
-        _patch_uvloop(sharing, module)
-    else:
-        sys.meta_path.insert(0, _UvloopHook(sharing))
+    when_imported("uvloop", lambda module: _patch_uvloop(sharing, module))

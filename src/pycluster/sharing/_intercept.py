@@ -28,15 +28,16 @@ import select
 import socket
 import threading
 import time
+import traceback
 import weakref
 from collections import deque
 from collections.abc import Callable
 from contextlib import nullcontext
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .._channel import fds_from_ancillary
-from . import _blocking, _cloop, _unlink
+from . import _blocking, _cloop, _grpc, _unlink
 from ._blocking import WAKE_MS, wait_ready
 from ._epoll import move_watches
 from ._keys import Address, ListenKey, Port0Indexes, key_for
@@ -46,6 +47,17 @@ if TYPE_CHECKING:
     from .._child import ChildRuntime
 
 _HANDOFF_ANCILLARY = socket.CMSG_SPACE(HANDOFF_MAX * array.array("i").itemsize)
+
+
+class ForeignServer(Protocol):
+    """A server whose sockets pycluster cannot share (it binds in C: grpcio), stopped with the
+    worker's shared sockets at a disconnect."""
+
+    def stop(self) -> None:
+        """Stop taking new work now; what runs goes on."""
+
+    def wait(self) -> None:
+        """Block until what was running when ``stop`` was called has finished."""
 
 
 @dataclass
@@ -81,6 +93,7 @@ class Sharing:
         # (st_dev, st_ino) of the socket files of Unix paths this worker bound through the
         # cluster: the program's unlink of one does nothing (_unlink).
         self.unix_files: set[tuple[int, int]] = set()
+        self.foreign: list[ForeignServer] = []
         self.lock = threading.Lock()
         self.stopping = False
 
@@ -281,6 +294,20 @@ class Sharing:
             sock.listen(backlog)
         return True
 
+    def foreign_server(self, server: ForeignServer, addresses: list[Address]) -> None:
+        """A server listening on its own sockets at ``addresses``: announce them to the primary
+        (it emits ``listening``) and stop the server at a disconnect."""
+        with self.lock:
+            self.foreign.append(server)
+            stopping = self.stopping
+        if stopping:
+            server.stop()
+            return
+        self.runtime.heartbeat.note_server()
+        for address in addresses:
+            if self.runtime.connected:
+                self.runtime.notify("listening", address=list(address))
+
     # -- names, connect, close ------------------------------------------------------------------
 
     def getsockname(self, sock: socket.socket) -> Any:
@@ -317,9 +344,16 @@ class Sharing:
 
     def stop_all(self) -> None:
         """Stop taking new connections on every shared socket; other workers are not disturbed."""
-        self.stopping = True
+        with self.lock:
+            self.stopping = True
+            foreign = list(self.foreign)
         for sock, info in list(self.sockets.items()):
             self._stop_one(sock, info)
+        for server in foreign:
+            try:
+                server.stop()
+            except Exception:
+                traceback.print_exc()
 
     def _stop_one(self, sock: socket.socket, info: Shared) -> None:
         """Take ``sock`` out of sharing: no connection reaches it any more.
@@ -375,7 +409,13 @@ class Sharing:
         return sum(conn.fileno() >= 0 for conn in list(self.connections))
 
     def wait_connections_closed(self, poll: float = 0.02) -> None:
-        """Block until every connection accepted through a shared socket is closed."""
+        """Block until every connection accepted through a shared socket is closed, and every
+        foreign server stopped has finished."""
+        for server in list(self.foreign):
+            try:
+                server.wait()
+            except Exception:
+                traceback.print_exc()
         while any(conn.fileno() >= 0 for conn in list(self.connections)):
             time.sleep(poll)
 
@@ -519,6 +559,7 @@ def install(runtime: ChildRuntime) -> Sharing:
         method.__doc__ = _original[name].__doc__
         setattr(cls, name, method)
     _cloop.install(sharing)
+    _grpc.install(sharing)
     _unlink.install(sharing)
     return sharing
 

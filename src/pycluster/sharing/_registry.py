@@ -33,6 +33,21 @@ def _error(exc: OSError) -> Reply:
     return {"ok": False, "errno": code, "strerror": exc.strerror or os.strerror(code)}, []
 
 
+def _announced(value: Any) -> Address:
+    """The address of a ``listening`` announcement: [host or None, port, address type]."""
+    if isinstance(value, list) and len(value) == 3:
+        host, port, kind = value
+        if (
+            (host is None or isinstance(host, str))
+            and isinstance(port, int)
+            and not isinstance(port, bool)
+            and -1 <= port <= 65535
+            and kind in (4, 6, -1, "udp4", "udp6")
+        ):
+            return Address(host, port, kind)
+    raise ValueError(f"bad listening address {value!r:.60}")
+
+
 def _refuse(code: int, why: str) -> Reply:
     return {"ok": False, "errno": code, "strerror": f"{os.strerror(code)} ({why})"}, []
 
@@ -75,6 +90,9 @@ class Registry:
             if not all(isinstance(v, int) and not isinstance(v, bool) for v in (dev, ino)):
                 raise ValueError("bad held query: dev and ino must be integers")
             return {"ok": True, "held": (dev, ino) in self._unix_files}, []
+        if op == "listening":  # a server on sockets of its own (grpcio: sharing/_grpc.py)
+            on_listening(_announced(args.get("address")))
+            return {"ok": True}, []
         handle = self._by_id.get(args.get("id"))  # type: ignore[arg-type]
         if handle is None or worker_id not in handle.holders:
             if op == "close":
