@@ -196,3 +196,43 @@ def test_two_reuseaddr_datagram_sockets_on_one_port_in_one_worker(tmp_path: Path
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.named("result") == [["result", ["x", True]]]
+
+
+def test_an_unlink_that_finds_nothing_never_removes_what_appears_meanwhile(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Two workers started together: one unlinked the path (finding nothing) just as the primary
+    # bound it for the other, and the real unlink that followed took the cluster's socket file
+    # (1 start in 25 under load). A missing path is now reported missing without an unlink.
+    import os
+    import socket
+    import types
+
+    from pycluster.sharing import _unlink
+
+    path = tmp_path / "app.sock"
+    bound: list[socket.socket] = []
+    real_lstat = os.lstat
+
+    def lstat_then_the_primary_binds(target: object) -> os.stat_result:
+        try:
+            return real_lstat(target)  # type: ignore[arg-type]
+        finally:
+            if not bound:
+                sock = socket.socket(socket.AF_UNIX)
+                sock.bind(str(path))
+                bound.append(sock)
+
+    monkeypatch.setattr(_unlink, "_original", {})
+    monkeypatch.setattr(os, "unlink", os.unlink)
+    monkeypatch.setattr(os, "remove", os.remove)
+    sharing = types.SimpleNamespace(
+        unix_files=set(), runtime=types.SimpleNamespace(connected=False)
+    )
+    _unlink.install(sharing)  # type: ignore[arg-type]
+    monkeypatch.setattr(os, "lstat", lstat_then_the_primary_binds)
+    with pytest.raises(FileNotFoundError) as raised:
+        os.unlink(path)
+    assert raised.value.filename == path
+    assert path.is_socket()
+    bound[0].close()

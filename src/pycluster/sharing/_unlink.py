@@ -9,11 +9,15 @@ wraps ``os.unlink`` and ``os.remove`` in a worker so that removing such a file d
 (and succeeds): the primary removes it when the last worker has closed the socket.
 
 Only a path that is a socket file costs more than an ``lstat``: it is checked against the
-sockets this worker bound through the cluster, then asked of the primary.
+sockets this worker bound through the cluster, then asked of the primary. A path that the
+``lstat`` finds missing is reported missing (``FileNotFoundError``, as the unlink would have
+said) without unlinking: between the two calls the primary may have bound the path for another
+worker, and the unlink would take that file (it did, 1 start in 25 under load).
 """
 
 from __future__ import annotations
 
+import errno
 import os
 import stat
 from collections.abc import Callable
@@ -28,9 +32,12 @@ _original: dict[str, Callable[..., None]] = {}
 
 
 def cluster_file(sharing: Sharing, path: Any) -> bool:
-    """Whether ``path`` is the socket file of a Unix path the cluster shares."""
+    """Whether ``path`` is the socket file of a Unix path the cluster shares; a missing path
+    raises ``FileNotFoundError`` at once."""
     try:
         info = os.lstat(path)
+    except FileNotFoundError:
+        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), path) from None
     except (OSError, TypeError, ValueError):
         return False  # the real call raises its own error
     if not stat.S_ISSOCK(info.st_mode):
