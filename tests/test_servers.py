@@ -160,6 +160,100 @@ async def main():
 asyncio.run(main())
 """,
     ),
+    "http.server ThreadingHTTPServer": (
+        "http.server",
+        "http",
+        """
+import socket
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+class Pid(BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = str(os.getpid()).encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+class Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6 if ":" in HOST else socket.AF_INET
+Server((HOST, 0), Pid).serve_forever()
+""",
+    ),
+    "asyncio start_server": (
+        "asyncio",
+        "tcp",
+        """
+import asyncio
+async def handle(reader, writer):
+    await reader.read(100)
+    writer.write(str(os.getpid()).encode())
+    await writer.drain()
+    writer.close()
+async def main():
+    server = await asyncio.start_server(handle, HOST, 0)
+    await server.serve_forever()
+asyncio.run(main())
+""",
+    ),
+    "asyncio create_datagram_endpoint (UDP)": (
+        "asyncio",
+        "udp",
+        """
+import asyncio
+class Pid(asyncio.DatagramProtocol):
+    def connection_made(self, transport):
+        self.transport = transport
+    def datagram_received(self, data, address):
+        self.transport.sendto(str(os.getpid()).encode(), address)
+async def main():
+    await asyncio.get_running_loop().create_datagram_endpoint(Pid, local_addr=(HOST, 0))
+    await asyncio.Event().wait()
+asyncio.run(main())
+""",
+    ),
+    "Twisted reactor.listenUDP": (
+        "twisted",
+        "udp",
+        """
+from twisted.internet import reactor
+from twisted.internet.protocol import DatagramProtocol
+class Pid(DatagramProtocol):
+    def datagramReceived(self, data, address):
+        self.transport.write(str(os.getpid()).encode(), address)
+reactor.listenUDP(0, Pid(), interface=HOST)
+reactor.run()
+""",
+    ),
+    "gevent pywsgi.WSGIServer": (
+        "gevent",
+        "http",
+        WSGI_APP
+        + """
+from gevent.pywsgi import WSGIServer
+WSGIServer((HOST, 0), app, log=None).serve_forever()
+""",
+    ),
+    "gevent StreamServer, monkey.patch_all(thread=False)": (
+        "gevent",
+        "http",
+        """
+from gevent import monkey
+monkey.patch_all(thread=False)
+import socket
+from gevent.server import StreamServer
+def handle(conn, address):
+    conn.recv(65536)
+    body = str(os.getpid()).encode()
+    conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s"
+                 % (len(body), body))
+    conn.close()
+listener = socket.socket(socket.AF_INET6 if ":" in HOST else socket.AF_INET)
+listener.bind((HOST, 0))
+listener.listen(64)
+StreamServer(listener, handle).serve_forever()
+""",
+    ),
 }
 
 PRIMARY = """
@@ -182,6 +276,10 @@ if cluster.is_primary:
             host = f"[{address[0]}]" if ":" in address[0] else address[0]
             with connect(f"ws://{host}:{address[1]}/") as ws:
                 body = ws.recv(timeout=10)
+        elif KIND == "udp":
+            body = ask(address, b"ping", kind=socket.SOCK_DGRAM).decode()
+        elif KIND == "tcp":
+            body = ask(address).decode()
         else:
             status, body = http_get(address)
             assert status == 200, (status, body)
@@ -318,6 +416,19 @@ async def main():
 asyncio.run(main())
 """,
     ),
+    "gevent pywsgi.WSGIServer(a Unix socket)": (
+        "gevent",
+        "http",
+        WSGI_APP
+        + """
+import gevent.socket
+from gevent.pywsgi import WSGIServer
+listener = gevent.socket.socket(gevent.socket.AF_UNIX)
+listener.bind("app.sock")
+listener.listen(64)
+WSGIServer(listener, app, log=None).serve_forever()
+""",
+    ),
 }
 
 
@@ -326,3 +437,25 @@ asyncio.run(main())
 def test_real_server_on_a_unix_path(tmp_path: Path, server: str, policy: str) -> None:
     module, kind, code = UNIX_SERVERS[server]
     serve_and_check(tmp_path, module, kind, code, policy, unix=True)
+
+
+def test_gevent_monkey_patched_threads_are_refused_with_a_clear_error(tmp_path: Path) -> None:
+    # pycluster's channel needs real threads: with them patched, a bind used to wait forever
+    # (gevent's LoopExit); now the bind fails with an error that says what to do.
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            cluster.on("exit", lambda w, c, s: out("exit", c, s))
+            cluster.fork()
+        else:
+            from gevent import monkey
+            monkey.patch_all()
+            from gevent.pywsgi import WSGIServer
+            WSGIServer(("127.0.0.1", 0), None).serve_forever()
+        """,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.named("exit") == [["exit", 1, None]]
+    assert "patch_all(thread=False)" in result.stderr

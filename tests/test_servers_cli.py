@@ -39,6 +39,15 @@ app = Sanic("hello")
 async def hello(request):
     return text("hello", headers={"X-Worker-Pid": str(os.getpid())})
 """,
+    "gevent_app.py": """
+import os
+import sys
+from gevent.pywsgi import WSGIServer
+def app(environ, start_response):
+    start_response("200 OK", [("X-Worker-Pid", str(os.getpid())), ("Content-Length", "5")])
+    return [b"hello"]
+WSGIServer(("127.0.0.1", int(sys.argv[1])), app, log=None).serve_forever()
+""",
     "manage.py": """
 import os
 import sys
@@ -71,6 +80,7 @@ COMMANDS = {
         "--single-process", "--no-motd", "--no-access-logs",
     ],
     "django runserver --noreload": ["PATH/manage.py", "runserver", "--noreload", "127.0.0.1:PORT"],
+    "gevent pywsgi app.py": ["PATH/gevent_app.py", "PORT"],
 }  # fmt: skip
 
 

@@ -21,6 +21,7 @@ C (uvloop, granian) are not seen: they use ``pycluster.listen`` (see docs/sharin
 
 from __future__ import annotations
 
+import _socket
 import array
 import errno
 import os
@@ -37,7 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._channel import fds_from_ancillary
-from . import _blocking, _cloop, _grpc, _unlink
+from . import _blocking, _cloop, _gevent, _grpc, _unlink
 from ._blocking import WAKE_MS, wait_ready
 from ._epoll import move_watches
 from ._keys import Address, ListenKey, Port0Indexes, key_for
@@ -46,6 +47,9 @@ from ._rr import HANDOFF_MAX
 if TYPE_CHECKING:
     from .._child import ChildRuntime
 
+#: The standard library's class, as it was before the program ran: gevent's monkey-patching
+#: makes ``socket.socket`` its own class, on which the C methods used here do not apply.
+_StdSocket = socket.socket
 _HANDOFF_ANCILLARY = socket.CMSG_SPACE(HANDOFF_MAX * array.array("i").itemsize)
 
 
@@ -88,6 +92,8 @@ class Sharing:
         self.sockets: weakref.WeakKeyDictionary[socket.socket, Shared] = weakref.WeakKeyDictionary()
         self.exclusive: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self.connections: weakref.WeakSet[socket.socket] = weakref.WeakSet()
+        # Connections handed to the program as a bare descriptor (gevent's _accept).
+        self.descriptors: set[_Descriptor] = set()
         self.accepted = 0  # connections this worker accepted through shared sockets
         self.port0 = Port0Indexes()
         # (st_dev, st_ino) of the socket files of Unix paths this worker bound through the
@@ -111,6 +117,7 @@ class Sharing:
             _original["bind"](sock, address)
             return
         try:
+            _gevent.check_threads_not_patched()
             reuse_addr = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR))
             reply, fds = self.runtime.query("bind", key=key.to_json(), reuse_addr=reuse_addr)
         except BaseException:
@@ -137,7 +144,8 @@ class Sharing:
                 # stays set (the primary set it) whatever this worker's timeout; accept() and
                 # _blocking make up the blocking behaviour.
                 _adopt(sock, fds[0], shared=True)
-                _blocking.emulate(sock)
+                if isinstance(sock, socket.socket):  # gevent's raw socket never blocks
+                    _blocking.emulate(sock)
             elif info.mode == "reuseport":
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 _original["bind"](sock, key.sockaddr(reply["port"]))
@@ -202,7 +210,7 @@ class Sharing:
             conn, address = _accept_blocking(sock, info)
         else:
             try:
-                conn, address = _original["accept"](sock)
+                conn, address = _plain_accept(sock)
             except OSError:
                 if info.mode == "reuseport":
                     with info.lock:  # a stop under way: let it finish (_stop_reuseport)
@@ -218,6 +226,18 @@ class Sharing:
         self.connections.add(conn)
         self.accepted += 1
         return conn, address
+
+    def accept_descriptor(self, sock: socket.socket) -> tuple[int, Any]:
+        """``_socket.socket._accept`` for a raw, non-blocking socket (gevent's): the
+        connection's descriptor, which the disconnect still waits for."""
+        if sock not in self.sockets:
+            return _socket.socket._accept(sock)  # type: ignore[attr-defined,no-any-return]
+        conn, address = self.accept(sock)
+        self.connections.discard(conn)
+        fd = conn.detach()
+        with self.lock:
+            self.descriptors.add(_Descriptor(fd))
+        return fd, address
 
     def _take(self, sock: socket.socket, info: Shared) -> socket.socket:
         """One connection handed off by the primary (SCHED_RR protocol in ``_rr``).
@@ -324,7 +344,7 @@ class Sharing:
         del self.sockets[sock]
         self.port0.give_back(info.key)
         self.runtime.notify("close", id=info.id)
-        fresh = socket.socket(sock.family, sock.type, sock.proto)
+        fresh = _StdSocket(sock.family, sock.type, sock.proto)
         self.exclusive.add(fresh)
         try:
             fresh.bind(info.requested)
@@ -380,8 +400,9 @@ class Sharing:
         # of 0 first makes the kernel drop (not queue) new SYNs meanwhile: their clients retry
         # and reach another worker. Handshakes already in progress on this listener, and a
         # connection that slips in between the last accept() and the shutdown, are reset.
-        old = socket.socket(fileno=os.dup(sock.fileno()))
-        readable, bell = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        old = _StdSocket(fileno=os.dup(sock.fileno()))
+        pair = _socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        readable, bell = (_StdSocket(fileno=end.detach()) for end in pair)
         with info.lock:  # an accept() that fails meanwhile waits for this, then sees "stopped"
             _adopt(sock, readable.detach(), keep_epoll=True)
             info.bell = bell
@@ -405,8 +426,15 @@ class Sharing:
             pass
         old.close()
 
+    def _open_descriptors(self) -> int:
+        with self.lock:
+            self.descriptors = {d for d in self.descriptors if d.is_open()}
+            return len(self.descriptors)
+
     def open_connections(self) -> int:
-        return sum(conn.fileno() >= 0 for conn in list(self.connections))
+        return sum(conn.fileno() >= 0 for conn in list(self.connections)) + (
+            self._open_descriptors()
+        )
 
     def wait_connections_closed(self, poll: float = 0.02) -> None:
         """Block until every connection accepted through a shared socket is closed, and every
@@ -416,8 +444,36 @@ class Sharing:
                 server.wait()
             except Exception:
                 traceback.print_exc()
-        while any(conn.fileno() >= 0 for conn in list(self.connections)):
+        while any(conn.fileno() >= 0 for conn in list(self.connections)) or (
+            self._open_descriptors()
+        ):
             time.sleep(poll)
+
+
+class _Descriptor:
+    """A connection known by its descriptor only: open while that descriptor is still the
+    same socket (its inode; a closed number may be reused for another file)."""
+
+    __slots__ = ("fd", "inode")
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.inode = os.fstat(fd).st_ino
+
+    def is_open(self) -> bool:
+        try:
+            return os.fstat(self.fd).st_ino == self.inode
+        except OSError:
+            return False
+
+
+def _plain_accept(sock: socket.socket) -> tuple[socket.socket, Any]:
+    """The system's accept: ``socket.socket``'s, or the C one of a raw socket (gevent's, whose
+    ``_accept`` is patched to come here)."""
+    if isinstance(sock, socket.socket):
+        return _original["accept"](sock)  # type: ignore[no-any-return]
+    fd, address = _socket.socket._accept(sock)
+    return socket.socket(sock.family, sock.type, sock.proto, fileno=fd), address
 
 
 def _accept_nothing(sock: socket.socket) -> tuple[socket.socket, Any]:
@@ -438,7 +494,7 @@ def _accept_blocking(sock: socket.socket, info: Shared) -> tuple[socket.socket, 
     poller.register(sock.fileno(), select.POLLIN)
     while not info.stopped:
         try:
-            return _original["accept"](sock)  # type: ignore[no-any-return]
+            return _plain_accept(sock)
         except BlockingIOError:
             poller.poll(WAKE_MS)  # another worker took it: wait for the next one
     return _accept_stopped(sock, info)
@@ -560,6 +616,7 @@ def install(runtime: ChildRuntime) -> Sharing:
         setattr(cls, name, method)
     _cloop.install(sharing)
     _grpc.install(sharing)
+    _gevent.install(sharing)
     _unlink.install(sharing)
     return sharing
 
@@ -572,4 +629,7 @@ def exclusive(sock: socket.socket) -> socket.socket:
     """Mark ``sock`` so that its bind is its own, never shared (Node's ``exclusive: true``)."""
     if _sharing is not None:
         _sharing.exclusive.add(sock)
+        raw = getattr(sock, "_sock", None)  # gevent's socket: the raw one it binds
+        if not isinstance(sock, socket.socket) and isinstance(raw, _socket.socket):
+            _sharing.exclusive.add(raw)
     return sock
