@@ -8,7 +8,10 @@ worker's channel thread). Two things Python does for the main thread must hold t
   would only end pycluster's thread, silently, and the process would hang without it.
 - A thread a handler starts is a non-daemon thread unless it says otherwise, as it would be if
   the main thread started it (``threading`` copies the daemon flag of the thread that creates
-  it, and pycluster's threads are daemons so that they never keep a process alive).
+  it, and pycluster's threads are daemons so that they never keep a process alive). When a
+  library has replaced ``threading._shutdown`` with one that joins every thread it sees as
+  non-daemon (gevent's monkey-patching on Python 3.13), they report themselves as daemons again
+  when it runs: it waited for them forever.
 """
 
 from __future__ import annotations
@@ -122,6 +125,21 @@ def exit_code(exc: SystemExit) -> int:
     except Exception:
         pass
     return 1
+
+
+_python_shutdown = getattr(threading, "_shutdown", None)
+
+
+def _daemonic_again() -> None:
+    # Python's own _shutdown joins the threads whose flag was non-daemon when they started,
+    # and the primary's wait for its workers may still run handlers after it on 3.10 and 3.11.
+    if getattr(threading, "_shutdown", None) is not _python_shutdown:
+        for thread in list(_handler_threads):
+            thread._daemonic = True  # type: ignore[attr-defined]
+
+
+# Run by threading._shutdown (or a library's replacement of it) before it joins the threads.
+getattr(threading, "_register_atexit", atexit.register)(_daemonic_again)
 
 
 def handler_thread(target: Callable[[], None], name: str) -> threading.Thread:
