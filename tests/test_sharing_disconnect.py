@@ -241,3 +241,69 @@ def test_reuseport_connection_queued_at_the_stop_is_served(tmp_path: Path, serve
     assert result.named("answer") == [["answer", True]]
     assert result.named("exit") == [["exit", 0, None, True]]
     assert "Traceback" not in result.stderr
+
+
+TAKE_LOOPS = {
+    "blocking": """
+        while True:
+            conn, _ = s.accept()
+            conn.recv(100)
+            conn.sendall(b"served")
+            conn.close()
+    """,
+    "non-blocking": """
+        import selectors
+        s.setblocking(False)
+        selector = selectors.DefaultSelector()
+        selector.register(s, selectors.EVENT_READ)
+        while True:
+            selector.select()
+            try:
+                conn, _ = s.accept()
+            except BlockingIOError:
+                continue
+            conn.setblocking(True)
+            conn.recv(100)
+            conn.sendall(b"served")
+            conn.close()
+    """,
+}
+
+
+@pytest.mark.parametrize("loop", sorted(TAKE_LOOPS))
+@pytest.mark.parametrize("policy", ["rr", "none", "reuseport"])
+def test_a_disconnect_during_an_accept_waits_for_its_connection(
+    tmp_path: Path, policy: str, loop: str
+) -> None:
+    # The disconnect comes while accept() has the connection but has not returned it yet (held
+    # there by a slow setsockopt): it used to find no open connection and exit at once, and the
+    # client got no answer (1 reload in ~25 of waitress under load).
+    result = run_cluster(
+        tmp_path,
+        textwrap.dedent(
+            """
+        if cluster.is_primary:
+            track_listening()
+            w = cluster.fork()
+            address = tuple(wait_listening(1)[0][1][:2])
+            cluster.on("message", lambda w, m, h: w.disconnect())
+            cluster.on("exit", lambda w, c, s: out("exit", c, s, w.exited_after_disconnect))
+            out("answer", ask(address).decode())
+        else:
+            original = socket.socket.setsockopt
+            def slow_setsockopt(sock, level, option, value):
+                if level == socket.IPPROTO_TCP and option == socket.TCP_NODELAY:
+                    cluster.worker.send("accepting")  # the primary disconnects this worker
+                    time.sleep(1)
+                return original(sock, level, option, value)
+            socket.socket.setsockopt = slow_setsockopt
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+        """
+        )
+        + textwrap.indent(textwrap.dedent(TAKE_LOOPS[loop]), "    "),
+        env={"PYCLUSTER_SCHED_POLICY": policy},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.records == [["answer", "served"], ["exit", 0, None, True]]

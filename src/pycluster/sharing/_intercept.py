@@ -95,6 +95,10 @@ class Sharing:
         # Connections handed to the program as a bare descriptor (gevent's _accept).
         self.descriptors: set[_Descriptor] = set()
         self.accepted = 0  # connections this worker accepted through shared sockets
+        # Connections accepted and not yet in ``connections`` (or accepts that return at once
+        # under way): a disconnect's wait must not miss the one in between.
+        self.taking = 0
+        self.taking_lock = threading.Lock()
         self.port0 = Port0Indexes()
         # (st_dev, st_ino) of the socket files of Unix paths this worker bound through the
         # cluster: the program's unlink of one does nothing (_unlink).
@@ -203,28 +207,75 @@ class Sharing:
             heartbeat.note_server()
         if info.stopped:
             conn, address = _accept_stopped(sock, info)
+            self._count_taking()
         elif info.mode == "rr":
-            conn = self._take(sock, info)
-            address = conn.getpeername() if conn.family != socket.AF_UNIX else ""
+            conn = self._take(sock, info)  # counted in ``taking`` from the moment it is ours
+            try:
+                address = conn.getpeername() if conn.family != socket.AF_UNIX else ""
+            finally:
+                self._taken(conn)
+            return conn, address
         elif info.mode == "shared" and sock.gettimeout() is None:
-            conn, address = _accept_blocking(sock, info)
+            conn, address = self._accept_blocking(sock, info)
+        elif sock.gettimeout() == 0.0:
+            conn, address = self._accept_now(sock, info)
         else:
+            # With a timeout: a disconnect in the instant between the system call's return
+            # and the next line may miss the connection (event loops use the other paths).
+            conn, address = _accept_waiting(sock, info)
+            self._count_taking()
+        self._taken(conn)
+        return conn, address
+
+    def _count_taking(self) -> None:
+        with self.taking_lock:
+            self.taking += 1
+
+    def _taken(self, conn: socket.socket | None) -> None:
+        """``conn`` (None: nothing) is in ``connections`` now: no longer counted in ``taking``."""
+        if conn is not None:
+            if conn.family != socket.AF_UNIX:
+                try:
+                    conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+                except OSError:
+                    pass
+            self.connections.add(conn)
+            self.accepted += 1
+        with self.taking_lock:
+            self.taking -= 1
+
+    def _accept_now(self, sock: socket.socket, info: Shared) -> tuple[socket.socket, Any]:
+        """A non-blocking accept, counted in ``taking`` from before the system call (not while
+        it waits for what was queued when it finds the server stopped)."""
+        self._count_taking()
+        try:
+            return _plain_accept(sock)
+        except OSError:
+            self._taken(None)
+            if info.mode == "reuseport":
+                with info.lock:  # a stop under way: let it finish (_stop_reuseport)
+                    pass
+            if not info.stopped:
+                raise
+        except BaseException:
+            self._taken(None)
+            raise
+        conn, address = _accept_stopped(sock, info)  # stopped meanwhile
+        self._count_taking()
+        return conn, address
+
+    def _accept_blocking(self, sock: socket.socket, info: Shared) -> tuple[socket.socket, Any]:
+        """A blocking accept() on a shared, non-blocking socket: wait, and lose races quietly;
+        each try is counted in ``taking`` (``_accept_now``), the waits between them are not."""
+        poller = select.poll()
+        poller.register(sock.fileno(), select.POLLIN)
+        while not info.stopped:
             try:
-                conn, address = _plain_accept(sock)
-            except OSError:
-                if info.mode == "reuseport":
-                    with info.lock:  # a stop under way: let it finish (_stop_reuseport)
-                        pass
-                if not info.stopped:
-                    raise
-                conn, address = _accept_stopped(sock, info)  # stopped while we waited
-        if conn.family != socket.AF_UNIX:
-            try:
-                conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                pass
-        self.connections.add(conn)
-        self.accepted += 1
+                return self._accept_now(sock, info)
+            except BlockingIOError:
+                poller.poll(WAKE_MS)  # another worker took it: wait for the next one
+        conn, address = _accept_stopped(sock, info)
+        self._count_taking()
         return conn, address
 
     def accept_descriptor(self, sock: socket.socket) -> tuple[int, Any]:
@@ -233,11 +284,10 @@ class Sharing:
         if sock not in self.sockets:
             return _socket.socket._accept(sock)  # type: ignore[attr-defined,no-any-return]
         conn, address = self.accept(sock)
+        with self.lock:  # counted as a descriptor before it stops counting as a connection
+            self.descriptors.add(_Descriptor(conn.fileno()))
         self.connections.discard(conn)
-        fd = conn.detach()
-        with self.lock:
-            self.descriptors.add(_Descriptor(fd))
-        return fd, address
+        return conn.detach(), address
 
     def _take(self, sock: socket.socket, info: Shared) -> socket.socket:
         """One connection handed off by the primary (SCHED_RR protocol in ``_rr``).
@@ -246,7 +296,8 @@ class Sharing:
         byte and wait in ``info.stash`` while their bytes stay unread, so the socket stays
         readable for a server that polls before it accepts. Each take is answered with ``a`` at
         once. A non-blocking accept that finds nothing says "hungry" and raises BlockingIOError;
-        a blocking one says it first, then waits. A doorbell only asks for the "hungry".
+        a blocking one says it first, then waits. A doorbell only asks for the "hungry". A
+        connection taken counts in ``taking`` until ``accept`` has registered it.
         """
         with info.lock:  # one taker at a time keeps the answers in step with the takes
             if sock.gettimeout() != 0.0 and not info.stash:
@@ -270,7 +321,10 @@ class Sharing:
                 with info.stash_lock:
                     info.stash.extend(fds)
                     fd = info.stash.popleft() if data == b"c" and info.stash else -1
-                if fd < 0 or flags & socket.MSG_CTRUNC:
+                    ours = fd >= 0 and not flags & socket.MSG_CTRUNC
+                    if ours:
+                        self._count_taking()  # before a disconnect's drop of the stash can run
+                if not ours:
                     # The primary closed this server, sent nonsense, or the stash was dropped by
                     # a disconnect meanwhile: nothing answered, so the primary re-routes it all.
                     if fd >= 0:
@@ -286,11 +340,15 @@ class Sharing:
                 except OSError:
                     pass  # the primary is gone; the connection is ours anyway
                 break
-        conn = socket.socket(sock.family, sock.type, sock.proto, fileno=fd)
-        if socket.getdefaulttimeout() is None and sock.gettimeout():
-            conn.setblocking(True)
-        else:
-            conn.settimeout(socket.getdefaulttimeout())
+        try:
+            conn = socket.socket(sock.family, sock.type, sock.proto, fileno=fd)
+            if socket.getdefaulttimeout() is None and sock.gettimeout():
+                conn.setblocking(True)
+            else:
+                conn.settimeout(socket.getdefaulttimeout())
+        except BaseException:
+            self._taken(None)
+            raise
         return conn
 
     @staticmethod
@@ -444,8 +502,10 @@ class Sharing:
                 server.wait()
             except Exception:
                 traceback.print_exc()
-        while any(conn.fileno() >= 0 for conn in list(self.connections)) or (
-            self._open_descriptors()
+        while (
+            self.taking
+            or any(conn.fileno() >= 0 for conn in list(self.connections))
+            or self._open_descriptors()
         ):
             time.sleep(poll)
 
@@ -488,16 +548,17 @@ def _accept_nothing(sock: socket.socket) -> tuple[socket.socket, Any]:
     raise TimeoutError("timed out")
 
 
-def _accept_blocking(sock: socket.socket, info: Shared) -> tuple[socket.socket, Any]:
-    """A blocking accept() on a shared, non-blocking socket: wait, and lose races quietly."""
-    poller = select.poll()
-    poller.register(sock.fileno(), select.POLLIN)
-    while not info.stopped:
-        try:
-            return _plain_accept(sock)
-        except BlockingIOError:
-            poller.poll(WAKE_MS)  # another worker took it: wait for the next one
-    return _accept_stopped(sock, info)
+def _accept_waiting(sock: socket.socket, info: Shared) -> tuple[socket.socket, Any]:
+    """The system's accept on a shared socket, or what was queued if it stopped meanwhile."""
+    try:
+        return _plain_accept(sock)
+    except OSError:
+        if info.mode == "reuseport":
+            with info.lock:  # a stop under way: let it finish (_stop_reuseport)
+                pass
+        if not info.stopped:
+            raise
+        return _accept_stopped(sock, info)  # stopped while we waited
 
 
 def _accept_stopped(sock: socket.socket, info: Shared) -> tuple[socket.socket, Any]:
