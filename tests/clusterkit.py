@@ -322,9 +322,11 @@ class Load:
         *,
         threads: int = 4,
         path: str = "/",
+        host: str = "127.0.0.1",
         request: Callable[[], str] | None = None,
     ) -> None:
-        self.url = f"http://127.0.0.1:{port}{path}"
+        netloc = f"[{host}]" if ":" in host else host
+        self.url = f"http://{netloc}:{port}{path}"
         self._request = request or self._get
         self.served: list[str] = []  # the X-Worker-Pid of each answer
         self.failures: list[BaseException] = []

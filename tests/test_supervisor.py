@@ -335,9 +335,9 @@ def test_socket_activation_with_systemd_socket_activate(tmp_path: Path) -> None:
         proc.wait(10)
 
 
-def _connects(port: int) -> bool:
+def _connects(port: int, host: str = "127.0.0.1") -> bool:
     try:
-        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        socket.create_connection((host, port), timeout=1).close()
     except OSError:
         return False
     return True
