@@ -88,7 +88,12 @@ COMMANDS = {
 
 # Every policy on IPv4; IPv6 under the default policy (the address family is the servers'
 # concern, the policy pycluster's: test_servers crosses both through the API).
-SETUPS = [("rr", "127.0.0.1"), ("none", "127.0.0.1"), ("reuseport", "127.0.0.1"), ("rr", "::1")]
+SETUPS = [
+    pytest.param(policy, host, id=f"{policy}-{host}", marks=[pytest.mark.setups] if i else [])
+    for i, (policy, host) in enumerate(
+        [("rr", "127.0.0.1"), ("none", "127.0.0.1"), ("reuseport", "127.0.0.1"), ("rr", "::1")]
+    )
+]
 
 
 def _argv(name: str, host: str, port: int, path: Path) -> list[str]:
@@ -100,7 +105,7 @@ def _argv(name: str, host: str, port: int, path: Path) -> list[str]:
     ]  # fmt: skip
 
 
-@pytest.mark.parametrize(("policy", "host"), SETUPS, ids=[f"{p}-{h}" for p, h in SETUPS])
+@pytest.mark.parametrize(("policy", "host"), SETUPS)
 @pytest.mark.parametrize("name", list(COMMANDS))
 def test_server_command_line_reload_and_sigterm(
     tmp_path: Path, name: str, policy: str, host: str
