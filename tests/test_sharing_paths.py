@@ -130,6 +130,31 @@ def test_relative_unix_path_longer_than_sun_path_when_absolute(tmp_path: Path, p
     assert result.named("answers") == [["answers", [True]]]
 
 
+def test_unix_path_too_long_as_given_fails_as_standalone(tmp_path: Path) -> None:
+    # It used to come back from the primary as a bare EINVAL; Python's own bind() says why.
+    result = run_cluster(
+        tmp_path,
+        """
+        def bind_long():
+            s = socket.socket(socket.AF_UNIX)
+            try:
+                s.bind(os.path.abspath("x" * 120))
+            except OSError as exc:
+                return [str(exc), exc.errno]
+            return "bound"
+        if cluster.is_primary:
+            out("standalone", bind_long())
+            cluster.on("message", lambda w, m, h: (out("worker", m), w.disconnect()))
+            cluster.fork()
+        else:
+            cluster.worker.send(bind_long())
+        """,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.named("standalone") == [["standalone", ["AF_UNIX path too long", None]]]
+    assert result.named("worker") == [["worker", ["AF_UNIX path too long", None]]]
+
+
 @pytest.mark.parametrize("policy", POLICIES)
 def test_port_0_again_after_close_gets_the_shared_port(tmp_path: Path, policy: str) -> None:
     # Node's child.js: once no server holds a port-0 index, numbering starts again.

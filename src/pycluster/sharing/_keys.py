@@ -145,6 +145,8 @@ def key_for(sock: socket.socket, address: Any, port0: Port0Indexes) -> ListenKey
             address = os.fsdecode(address)
         if not isinstance(address, str) or not address or address.startswith("\0"):
             return None  # unnamed and abstract sockets are the worker's own
+        if len(os.fsencode(address)) > _SUN_PATH:
+            return None  # too long as given: bind() raises Python's own "AF_UNIX path too long"
         return ListenKey(family, type_, os.path.abspath(address), -1)
     if not isinstance(address, tuple) or len(address) < 2:
         return None  # let bind() raise its own TypeError
