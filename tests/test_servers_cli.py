@@ -3,8 +3,12 @@ none, and SIGTERM leaves nothing running (docs/servers.md)."""
 
 from __future__ import annotations
 
+import http.client
 import os
+import shutil
 import signal
+import socket
+import tempfile
 from pathlib import Path
 
 import pytest
@@ -149,3 +153,85 @@ def test_server_command_line_reload_and_sigterm(
         assert wait_until(lambda: not any(pid_alive(p) for p in before | after), timeout=10)
     finally:
         cluster.stop()
+
+
+# name: the program's command line after `pycluster run -w 2` on a Unix path (SOCK is replaced)
+UNIX_COMMANDS = {
+    "uvicorn": ["-m", "uvicorn", "hello_asgi:app", "--uds", "SOCK", "--log-level", "warning"],
+    "hypercorn --workers 0": ["-m", "hypercorn", "--workers", "0", "--bind", "unix:SOCK",
+                              "hello_asgi:app"],
+    # `-u SOCK` takes a lock file beside the socket that only one process can hold (Twisted's
+    # wantPID): the second worker fails. The endpoint form turns it off.
+    "daphne -e unix:SOCK:lockfile=0": ["-m", "daphne", "-e", "unix:SOCK:lockfile=0", "-v", "0",
+                                       "hello_asgi:app"],
+    "waitress": ["-m", "waitress", "--unix-socket=SOCK", "hello_wsgi:app"],
+}  # fmt: skip
+
+
+def _unix_get(path: str) -> str:
+    """One HTTP GET on a new connection to the Unix socket at ``path``: the X-Worker-Pid."""
+    with socket.socket(socket.AF_UNIX) as sock:
+        sock.settimeout(20)
+        sock.connect(path)
+        sock.sendall(b"GET / HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        response.read()
+        if response.status != 200:
+            raise OSError(f"HTTP {response.status}")
+        return str(response.headers["X-Worker-Pid"])
+
+
+def _unix_connects(path: str) -> bool:
+    try:
+        _unix_get(path)
+    except OSError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize(
+    "policy", ["rr", pytest.param("none", marks=pytest.mark.setups)]
+)  # fmt: skip
+@pytest.mark.parametrize("name", list(UNIX_COMMANDS))
+def test_server_command_line_on_a_unix_path(tmp_path: Path, name: str, policy: str) -> None:
+    # A rolling reload under requests: the old workers leaving (and the servers removing a
+    # "stale" socket file as they start) never take the cluster's path away.
+    for file, text in APPS.items():
+        (tmp_path / file).write_text(text)
+    # Short: a test's own directory is long, and sun_path holds 108 bytes.
+    directory = tempfile.mkdtemp(prefix="pycluster-")
+    path = os.path.join(directory, "app.sock")
+    argv = [arg.replace("SOCK", path) for arg in UNIX_COMMANDS[name]]
+    cluster = Supervised(
+        "-w", "2", "--sched", policy, "--graceful-timeout", "20", *argv,
+        env={"PYTHONPATH": str(tmp_path)},
+    )  # fmt: skip
+    try:
+        runtime = Path(cluster.runtime_dir)
+        assert wait_until(lambda: cluster_status(runtime).get("ready") == 2, timeout=60), (
+            cluster.log
+        )
+        assert wait_until(lambda: _unix_connects(path), timeout=30), cluster.log
+        before = {w["pid"] for w in cluster_status(runtime)["workers"]}  # type: ignore[attr-defined]
+        load = Load(0, threads=4, request=lambda: _unix_get(path))
+        try:
+            assert wait_until(lambda: len(load.served) >= 20, timeout=30), load.failures
+            done = cluster.command("reload")
+            assert done.returncode == 0, done.stderr + "".join(cluster.log)
+            served = len(load.served)
+            assert wait_until(lambda: len(load.served) >= served + 20, timeout=30)
+        finally:
+            load.stop()
+        assert load.failures == [], load.failures[:3]
+
+        def pids() -> set[int]:
+            return {w["pid"] for w in cluster_status(runtime).get("workers", [])}  # type: ignore[attr-defined]
+
+        assert wait_until(lambda: before.isdisjoint(pids()), timeout=30), pids()
+        assert set(load.served) - {str(pid) for pid in before}, "no new worker served"
+        os.kill(cluster.proc.pid, signal.SIGTERM)
+        assert cluster.finish(60) == 0, "".join(cluster.log)
+    finally:
+        cluster.stop()
+        shutil.rmtree(directory, ignore_errors=True)
