@@ -178,6 +178,7 @@ asyncio.run(main())
 """
 
 
+@pytest.mark.soak
 def test_100k_connections_leave_the_primary_flat(tmp_path: Path) -> None:
     client = tmp_path / "client.py"
     client.write_text(CLIENT)
@@ -223,6 +224,7 @@ def test_100k_connections_leave_the_primary_flat(tmp_path: Path) -> None:
     assert rss_kb < 2048
 
 
+@pytest.mark.soak
 def test_a_thousand_forks_leave_no_zombie_no_fd_and_no_worker(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
