@@ -9,6 +9,7 @@ import shutil
 import signal
 import socket
 import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -123,36 +124,44 @@ def test_server_command_line_reload_and_sigterm(
         env={"PYTHONPATH": str(tmp_path)},
     )  # fmt: skip
     try:
-        runtime = Path(cluster.runtime_dir)
-        assert wait_until(lambda: cluster_status(runtime).get("ready") == 2, timeout=60), (
-            cluster.log
+        _reload_under_load_then_sigterm(
+            cluster, lambda: _connects(port, host), lambda: Load(port, threads=4, host=host)
         )
-        assert wait_until(lambda: _connects(port, host), timeout=30)
-        before = {w["pid"] for w in cluster_status(runtime)["workers"]}  # type: ignore[attr-defined]
-        load = Load(port, threads=4, host=host)
-        try:
-            assert wait_until(lambda: len(load.served) >= 20, timeout=30), load.failures
-            done = cluster.command("reload")
-            assert done.returncode == 0, done.stderr + "".join(cluster.log)
-            served = len(load.served)
-            assert wait_until(lambda: len(load.served) >= served + 20, timeout=30)
-        finally:
-            load.stop()
-        assert load.failures == [], load.failures[:3]
-
-        def pids() -> set[int]:
-            return {w["pid"] for w in cluster_status(runtime).get("workers", [])}  # type: ignore[attr-defined]
-
-        # The last old worker may still be finishing its last request when the reload returns.
-        assert wait_until(lambda: before.isdisjoint(pids()), timeout=30), pids()
-        after = pids()
-        # New workers served (the last one to start may not have had a turn yet).
-        assert set(load.served) & {str(pid) for pid in after}
-        os.kill(cluster.proc.pid, signal.SIGTERM)
-        assert cluster.finish(60) == 0, "".join(cluster.log)
-        assert wait_until(lambda: not any(pid_alive(p) for p in before | after), timeout=10)
     finally:
         cluster.stop()
+
+
+def _reload_under_load_then_sigterm(
+    cluster: Supervised, connects: Callable[[], bool], start_load: Callable[[], Load]
+) -> None:
+    """Both workers ready; a rolling reload under ``start_load()``'s clients fails none and
+    replaces every worker; SIGTERM then ends the supervisor with 0 and every worker."""
+    runtime = Path(cluster.runtime_dir)
+    assert wait_until(lambda: cluster_status(runtime).get("ready") == 2, timeout=60), cluster.log
+    assert wait_until(connects, timeout=30), cluster.log
+    before = {w["pid"] for w in cluster_status(runtime)["workers"]}  # type: ignore[attr-defined]
+    load = start_load()
+    try:
+        assert wait_until(lambda: len(load.served) >= 20, timeout=30), load.failures
+        done = cluster.command("reload")
+        assert done.returncode == 0, done.stderr + "".join(cluster.log)
+        served = len(load.served)
+        assert wait_until(lambda: len(load.served) >= served + 20, timeout=30)
+    finally:
+        load.stop()
+    assert load.failures == [], load.failures[:3]
+
+    def pids() -> set[int]:
+        return {w["pid"] for w in cluster_status(runtime).get("workers", [])}  # type: ignore[attr-defined]
+
+    # The last old worker may still be finishing its last request when the reload returns.
+    assert wait_until(lambda: before.isdisjoint(pids()), timeout=30), pids()
+    after = pids()
+    # New workers served (the last one to start may not have had a turn yet).
+    assert set(load.served) & {str(pid) for pid in after}
+    os.kill(cluster.proc.pid, signal.SIGTERM)
+    assert cluster.finish(60) == 0, "".join(cluster.log)
+    assert wait_until(lambda: not any(pid_alive(p) for p in before | after), timeout=10)
 
 
 # name: the program's command line after `pycluster run -w 2` on a Unix path (SOCK is replaced)
@@ -208,30 +217,11 @@ def test_server_command_line_on_a_unix_path(tmp_path: Path, name: str, policy: s
         env={"PYTHONPATH": str(tmp_path)},
     )  # fmt: skip
     try:
-        runtime = Path(cluster.runtime_dir)
-        assert wait_until(lambda: cluster_status(runtime).get("ready") == 2, timeout=60), (
-            cluster.log
+        _reload_under_load_then_sigterm(
+            cluster,
+            lambda: _unix_connects(path),
+            lambda: Load(0, threads=4, request=lambda: _unix_get(path)),
         )
-        assert wait_until(lambda: _unix_connects(path), timeout=30), cluster.log
-        before = {w["pid"] for w in cluster_status(runtime)["workers"]}  # type: ignore[attr-defined]
-        load = Load(0, threads=4, request=lambda: _unix_get(path))
-        try:
-            assert wait_until(lambda: len(load.served) >= 20, timeout=30), load.failures
-            done = cluster.command("reload")
-            assert done.returncode == 0, done.stderr + "".join(cluster.log)
-            served = len(load.served)
-            assert wait_until(lambda: len(load.served) >= served + 20, timeout=30)
-        finally:
-            load.stop()
-        assert load.failures == [], load.failures[:3]
-
-        def pids() -> set[int]:
-            return {w["pid"] for w in cluster_status(runtime).get("workers", [])}  # type: ignore[attr-defined]
-
-        assert wait_until(lambda: before.isdisjoint(pids()), timeout=30), pids()
-        assert set(load.served) - {str(pid) for pid in before}, "no new worker served"
-        os.kill(cluster.proc.pid, signal.SIGTERM)
-        assert cluster.finish(60) == 0, "".join(cluster.log)
     finally:
         cluster.stop()
         shutil.rmtree(directory, ignore_errors=True)

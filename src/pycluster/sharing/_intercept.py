@@ -252,10 +252,7 @@ class Sharing:
             return _plain_accept(sock)
         except OSError:
             self._taken(None)
-            if info.mode == "reuseport":
-                with info.lock:  # a stop under way: let it finish (_stop_reuseport)
-                    pass
-            if not info.stopped:
+            if not _stopped_meanwhile(info):
                 raise
         except BaseException:
             self._taken(None)
@@ -553,12 +550,17 @@ def _accept_waiting(sock: socket.socket, info: Shared) -> tuple[socket.socket, A
     try:
         return _plain_accept(sock)
     except OSError:
-        if info.mode == "reuseport":
-            with info.lock:  # a stop under way: let it finish (_stop_reuseport)
-                pass
-        if not info.stopped:
+        if not _stopped_meanwhile(info):
             raise
-        return _accept_stopped(sock, info)  # stopped while we waited
+        return _accept_stopped(sock, info)
+
+
+def _stopped_meanwhile(info: Shared) -> bool:
+    """After the system's accept failed: whether the server was stopped meanwhile."""
+    if info.mode == "reuseport":
+        with info.lock:  # a stop under way: let it finish (_stop_reuseport)
+            pass
+    return info.stopped
 
 
 def _accept_stopped(sock: socket.socket, info: Shared) -> tuple[socket.socket, Any]:
