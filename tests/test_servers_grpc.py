@@ -62,6 +62,16 @@ def rpc(channel: grpc.Channel, method: str) -> grpc.UnaryUnaryMultiCallable[byte
     return channel.unary_unary(f"/hello.Hello/{method}")
 
 
+def grpc_stop_race(failure: BaseException) -> bool:
+    """A call failed by gRPC's own graceful stop (see the reload test)."""
+    code = failure.code()  # type: ignore[attr-defined]
+    if code is grpc.StatusCode.CANCELLED:
+        return True
+    detail = failure.debug_error_string()  # type: ignore[attr-defined]
+    goaway = "GOAWAY received" in detail and "Server shutdown" in detail
+    return code is grpc.StatusCode.UNAVAILABLE and goaway
+
+
 def call(port: int, method: str = "WhoAmI", channel: grpc.Channel | None = None) -> str:
     """One RPC; a new channel (its own connection) unless one is given."""
     if channel is not None:
@@ -142,10 +152,14 @@ def test_grpc_server_under_pycluster_run_reload_and_sigterm(tmp_path: Path) -> N
             assert wait_until(lambda: len(load.served) >= served + 20, timeout=30)
         finally:
             load.stop()
-        # gRPC's own graceful stop cancels the calls its core had received but not yet handed
-        # to Python (grpc/grpc#41785; reproduced standalone: two servers on one SO_REUSEPORT
-        # port, one stopped with a grace period): those fail as CANCELLED, and nothing else may.
-        others = [f for f in load.failures if f.code() is not grpc.StatusCode.CANCELLED]  # type: ignore[attr-defined]
+        # gRPC's own graceful stop fails two kinds of call, both reproduced standalone (two
+        # servers on one SO_REUSEPORT port, one stopped with a grace period): those its core
+        # had received but not yet handed to Python, CANCELLED (grpc/grpc#41785), and, about
+        # once in a hundred stops, one sent as its single GOAWAY crossed it, UNAVAILABLE
+        # "GOAWAY received" (grpc/grpc#24237). Nothing else may fail: a reset connection, as
+        # when its closing listener still held connections (sharing/_quiesce.py), fails every
+        # call of its channel until the reconnect backoff ends.
+        others = [f for f in load.failures if not grpc_stop_race(f)]
         assert others == [], others[:3]
 
         def pids() -> set[int]:

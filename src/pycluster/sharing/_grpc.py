@@ -6,7 +6,9 @@ the connections, whatever the cluster's policy. pycluster cannot share these soc
 can do the rest of what it does for a server: ``start()`` (sync and ``grpc.aio``) announces
 every port the server added, so the primary emits ``listening`` (and ``pycluster run`` counts
 the worker as ready); a disconnect stops the server gracefully (new RPCs go to other workers,
-the running ones finish) and waits for it before the worker leaves. A ``grpc.so_reuseport`` of
+the running ones finish) and waits for it before the worker leaves. Before the stop, the
+server's listeners are quiesced (``_quiesce``): closing them at once would reset the
+connections the kernel had already routed to them. A ``grpc.so_reuseport`` of
 0 makes the second worker's ``add_insecure_port`` fail: leave it on.
 """
 
@@ -18,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from ._imports import when_imported
 from ._keys import Address
+from ._quiesce import quiesce
 
 if TYPE_CHECKING:
     import asyncio
@@ -43,11 +46,13 @@ def address_of(target: str, port: int) -> Address:
 
 
 class _SyncServer:
-    def __init__(self, server: Any) -> None:
+    def __init__(self, server: Any, addresses: list[Address]) -> None:
         self._server = server
+        self._ports = [address.port for address in addresses]
         self._done: threading.Event | None = None
 
     def stop(self) -> None:
+        quiesce(self._ports)
         self._done = self._server.stop(GRACE)
 
     def wait(self) -> None:
@@ -56,14 +61,18 @@ class _SyncServer:
 
 
 class _AsyncServer:
-    def __init__(self, server: Any, loop: asyncio.AbstractEventLoop) -> None:
+    def __init__(
+        self, server: Any, addresses: list[Address], loop: asyncio.AbstractEventLoop
+    ) -> None:
         self._server = server
+        self._ports = [address.port for address in addresses]
         self._loop = loop
         self._done: concurrent.futures.Future[None] | None = None
 
     def stop(self) -> None:
         import asyncio
 
+        quiesce(self._ports)
         if not self._loop.is_closed():
             self._done = asyncio.run_coroutine_threadsafe(self._server.stop(GRACE), self._loop)
 
@@ -103,7 +112,7 @@ def _patch_sync(sharing: Sharing, module: ModuleType) -> None:
 
     def started(self: Any) -> None:
         start(self)
-        sharing.foreign_server(_SyncServer(self), _ports(self))
+        sharing.foreign_server(_SyncServer(self, _ports(self)), _ports(self))
 
     started.__doc__ = start.__doc__
     cls.start = started  # type: ignore[attr-defined]
@@ -122,7 +131,8 @@ def _patch_aio(sharing: Sharing, module: ModuleType) -> None:
         import asyncio
 
         await start(self)
-        sharing.foreign_server(_AsyncServer(self, asyncio.get_running_loop()), _ports(self))
+        loop = asyncio.get_running_loop()
+        sharing.foreign_server(_AsyncServer(self, _ports(self), loop), _ports(self))
 
     started.__doc__ = start.__doc__
     cls.start = started  # type: ignore[attr-defined]
