@@ -23,7 +23,7 @@ from ._errors import (
 from ._events import EventEmitter
 from ._settings import SCHED_NONE, SCHED_REUSEPORT, SCHED_RR, SchedulingPolicy
 from ._worker import Worker, WorkerStats
-from .sharing._intercept import exclusive
+from .sharing._exclusive import exclusive
 from .sharing._keys import Address
 from .sharing._listen import listen
 

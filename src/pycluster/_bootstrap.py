@@ -1,9 +1,8 @@
-"""How a worker process starts: the command line the primary runs, and the code it runs first.
+"""A worker's entry: the code its interpreter runs first (``_spawn.worker_argv``).
 
-A worker is a new interpreter (``sys.executable``, the primary's interpreter options), started
-with ``-c`` running ``main()`` here: it connects the channel, says it is online, then runs the
-program (a script, or ``-m module``) as ``__main__`` exactly as ``python`` would, and afterwards
-keeps the worker alive while it is connected, the way Node's event loop does.
+``main()`` connects the channel, says the worker is online, then runs the program (a script, or
+``-m module``) as ``__main__`` exactly as ``python`` would, and afterwards keeps the worker alive
+while it is connected, the way Node's event loop does.
 """
 
 from __future__ import annotations
@@ -15,24 +14,10 @@ import os
 import runpy
 import signal
 import sys
-from collections.abc import Sequence
 from types import TracebackType
 
 from ._descendants import end_with_worker
-
-#: Set to 1 in a worker's environment (``fork(env=...)``) to keep all its sockets its own.
-NO_SHARING_ENV = "PYCLUSTER_NO_SHARING"
-_PACKAGE_PARENT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-_BOOT = (
-    "import sys; sys.path.insert(0, {path!r}); import pycluster._bootstrap as b; "
-    "del sys.path[0]; b.main()"
-)
-
-
-def worker_argv(exec_: str, args: Sequence[str], exec_argv: Sequence[str]) -> list[str]:
-    """The worker's command line for ``exec_`` (a script path or ``-m module``)."""
-    target = ["-m", exec_[2:].strip()] if exec_.startswith("-m") else [exec_]
-    return [sys.executable, *exec_argv, "-c", _BOOT.format(path=_PACKAGE_PARENT), *target, *args]
+from ._spawn import NO_SHARING_ENV
 
 
 def main() -> None:

@@ -28,39 +28,22 @@ from ._channel import Channel, handle_from_fds
 from ._errors import ChannelClosedError, ProtocolError
 from ._events import EventEmitter
 from ._heartbeat import Heartbeat
-from ._loop import emit_safely
 from ._messages import (
     FROM_PRIMARY,
-    SERIALIZATIONS,
     Serialization,
     decode_command,
     decode_user,
     encode_command,
     encode_user,
 )
-from ._process import exit_for, exit_process, handler_thread
+from ._process import emit_safely, exit_for, exit_process, handler_thread
 from ._protocol import Frame, Kind
 from ._signals import parse_signal
+from ._spawn import read_markers
 from ._worker import Worker
 
 if TYPE_CHECKING:
     from .sharing._intercept import Sharing
-
-ENV_ID = "PYCLUSTER_WORKER_ID"
-ENV_FD = "PYCLUSTER_CHANNEL_FD"
-ENV_SERIALIZATION = "PYCLUSTER_SERIALIZATION"
-ENV_PRIMARY_PID = "PYCLUSTER_PRIMARY_PID"
-MARKERS = (ENV_ID, ENV_FD, ENV_SERIALIZATION, ENV_PRIMARY_PID)
-
-
-def worker_env(worker_id: int, fd: int, serialization: Serialization) -> dict[str, str]:
-    """The environment markers that make a child process worker ``worker_id``."""
-    return {
-        ENV_ID: str(worker_id),
-        ENV_FD: str(fd),
-        ENV_SERIALIZATION: serialization,
-        ENV_PRIMARY_PID: str(os.getpid()),
-    }
 
 
 class SelfWorker(Worker):
@@ -124,24 +107,14 @@ class ChildRuntime:
 
     def __init__(self, emitter: EventEmitter, environ: MutableMapping[str, str]) -> None:
         self.emitter = emitter
-        worker_id = environ.pop(ENV_ID)
-        fd = environ.pop(ENV_FD, "")
-        serialization = environ.pop(ENV_SERIALIZATION, "json")
-        primary_pid = environ.pop(ENV_PRIMARY_PID, "")
-        if not (worker_id.isdigit() and fd.isdigit() and primary_pid.isdigit()):
-            raise RuntimeError(
-                f"pycluster: bad worker environment ({ENV_ID}={worker_id!r}, {ENV_FD}={fd!r}, "
-                f"{ENV_PRIMARY_PID}={primary_pid!r}); was this process started by a primary?"
-            )
-        if serialization not in SERIALIZATIONS:
-            raise RuntimeError(f"pycluster: bad {ENV_SERIALIZATION}={serialization!r}")
-        self.serialization: Serialization = serialization
-        self.primary_pid = int(primary_pid)
-        os.set_inheritable(int(fd), False)
-        sock = socket.socket(fileno=int(fd))
+        markers = read_markers(environ)
+        self.serialization: Serialization = markers.serialization
+        self.primary_pid = markers.primary_pid
+        os.set_inheritable(markers.fd, False)
+        sock = socket.socket(fileno=markers.fd)
         sock.setblocking(True)
         self.channel = Channel(sock)
-        self.worker = SelfWorker(self, int(worker_id))
+        self.worker = SelfWorker(self, markers.worker_id)
         self.sharing: Sharing | None = None
         self.heartbeat = Heartbeat(self._beat)
         self.connected = True

@@ -9,15 +9,12 @@ from __future__ import annotations
 
 import os
 import selectors
-import sys
 import threading
-import traceback
 from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ._events import EventEmitter
-from ._process import exit_for, handler_thread, run_handlers
+from ._process import call_safely, handler_thread
 
 if TYPE_CHECKING:
     import concurrent.futures
@@ -27,33 +24,6 @@ Callback = Callable[[], None]
 
 #: Callbacks run per turn before the selector is polled again (keeps I/O from starving).
 _MAX_CALLBACKS_PER_TURN = 10_000
-
-
-def report_exception(context: str) -> None:
-    """Print the exception being handled, with its traceback, and carry on."""
-    print(f"pycluster: exception in {context}:", file=sys.stderr)
-    traceback.print_exc()
-
-
-def call_safely(fn: Callable[..., object], *args: Any) -> None:
-    """Call ``fn``; an exception is printed, never propagated."""
-    try:
-        fn(*args)
-    except Exception:
-        report_exception(getattr(fn, "__qualname__", repr(fn)))
-    except (SystemExit, KeyboardInterrupt) as exc:
-        exit_for(exc)
-
-
-def emit_safely(emitter: EventEmitter, event: str, *args: Any) -> None:
-    """Emit on the runtime's behalf: each failing handler is printed and the rest still run; a
-    handler's ``sys.exit()`` ends the process (``_process``)."""
-    try:
-        run_handlers(lambda: emitter.emit_isolated(event, args, report_exception))
-    except Exception:
-        report_exception(f"the {event!r} event")
-    except (SystemExit, KeyboardInterrupt) as exc:
-        exit_for(exc)
 
 
 class Loop:

@@ -22,13 +22,11 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _process
-from ._bootstrap import worker_argv
 from ._channel import Channel, handle_from_fds
-from ._child import worker_env
 from ._errors import ChannelClosedError, ClusterError, InvalidTransition, ProtocolError
 from ._events import EventEmitter
 from ._lifecycle import transition
-from ._loop import Loop, call_safely, emit_safely
+from ._loop import Loop
 from ._main_end import at_main_end
 from ._messages import (
     FROM_WORKER,
@@ -39,6 +37,7 @@ from ._messages import (
     encode_command,
     encode_user,
 )
+from ._process import call_safely, emit_safely
 from ._protocol import Frame, Kind
 from ._settings import (
     coerce_policy,
@@ -47,6 +46,7 @@ from ._settings import (
     validate,
 )
 from ._signals import exit_status, parse_signal
+from ._spawn import worker_argv, worker_env
 from ._worker import Worker, WorkerStats
 from .sharing._keys import Address
 from .sharing._registry import Registry

@@ -24,7 +24,10 @@ import threading
 import traceback
 import weakref
 from collections.abc import Callable
-from typing import NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
+
+if TYPE_CHECKING:
+    from ._events import EventEmitter
 
 #: Set once the process has begun to end through ``exit_process``: the primary's atexit hook
 #: then no longer waits for its workers (Node's ``process.exit`` does not either).
@@ -164,3 +167,30 @@ def _flush() -> None:
                 stream.flush()
         except Exception:
             pass
+
+
+def report_exception(context: str) -> None:
+    """Print the exception being handled, with its traceback, and carry on."""
+    print(f"pycluster: exception in {context}:", file=sys.stderr)
+    traceback.print_exc()
+
+
+def call_safely(fn: Callable[..., object], *args: Any) -> None:
+    """Call ``fn``; an exception is printed, never propagated."""
+    try:
+        fn(*args)
+    except Exception:
+        report_exception(getattr(fn, "__qualname__", repr(fn)))
+    except (SystemExit, KeyboardInterrupt) as exc:
+        exit_for(exc)
+
+
+def emit_safely(emitter: EventEmitter, event: str, *args: Any) -> None:
+    """Emit on the runtime's behalf: each failing handler is printed and the rest still run; a
+    handler's ``sys.exit()`` ends the process (``_process``)."""
+    try:
+        run_handlers(lambda: emitter.emit_isolated(event, args, report_exception))
+    except Exception:
+        report_exception(f"the {event!r} event")
+    except (SystemExit, KeyboardInterrupt) as exc:
+        exit_for(exc)

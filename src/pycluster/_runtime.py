@@ -9,19 +9,25 @@ from __future__ import annotations
 import os
 from typing import TYPE_CHECKING
 
-from ._child import ENV_ID, ChildRuntime
 from ._events import EventEmitter
+from ._spawn import is_worker
 
 if TYPE_CHECKING:
+    from ._child import ChildRuntime
     from ._primary import Primary
 
 #: The ``cluster`` object's own events (``fork``, ``online``, ``exit``, ...).
 emitter = EventEmitter()
 
-child: ChildRuntime | None = ChildRuntime(emitter, os.environ) if ENV_ID in os.environ else None
+# Each side loads only its own modules (tests/test_layers.py): a worker starts faster without
+# the primary's, and the primary never loads the worker's socket interception.
+child: ChildRuntime | None = None
 primary: Primary | None = None
-if child is None:
-    # Only the primary needs the primary's modules: a worker starts faster without them.
+if is_worker(os.environ):
+    from ._child import ChildRuntime
+
+    child = ChildRuntime(emitter, os.environ)
+else:
     from ._primary import Primary
 
     primary = Primary(emitter)

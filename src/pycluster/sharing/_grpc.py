@@ -20,7 +20,6 @@ from typing import TYPE_CHECKING, Any
 
 from ._imports import when_imported
 from ._keys import Address
-from ._quiesce import quiesce
 
 if TYPE_CHECKING:
     import asyncio
@@ -52,6 +51,8 @@ class _SyncServer:
         self._done: threading.Event | None = None
 
     def stop(self) -> None:
+        from ._quiesce import quiesce  # only when a worker serving gRPC leaves
+
         quiesce(self._ports)
         self._done = self._server.stop(GRACE)
 
@@ -71,6 +72,8 @@ class _AsyncServer:
 
     def stop(self) -> None:
         import asyncio
+
+        from ._quiesce import quiesce
 
         quiesce(self._ports)
         if not self._loop.is_closed():

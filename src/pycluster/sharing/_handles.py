@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from ._keys import Address, ListenKey
+from ._wire import BindReply, Mode
 
 Reply = tuple[dict[str, Any], list[socket.socket]]
 
@@ -37,7 +38,7 @@ def open_socket(key: ListenKey, *, reuseport: bool = False) -> socket.socket:
 class Handle:
     """A shared key; subclasses are the policies."""
 
-    mode = ""
+    mode: Mode
     #: Keep the primary's socket (and so the port) when no worker holds the key any more.
     keep_when_unheld = False
 
@@ -53,14 +54,9 @@ class Handle:
         self.on_empty: Callable[[Handle], None] | None = None
 
     def bind_reply(self) -> dict[str, Any]:
-        return {
-            "ok": True,
-            "id": self.id,
-            "mode": self.mode,
-            "port": self.port,
-            "sockname": list(self.sockname) if isinstance(self.sockname, tuple) else self.sockname,
-            "address": list(self.address),
-        }
+        return BindReply(
+            self.id, self.mode, self.port, self.sockname, tuple(self.address)
+        ).to_json()
 
     def bind(self, worker_id: int) -> Reply:
         self.holders.add(worker_id)

@@ -38,11 +38,11 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._channel import fds_from_ancillary
-from . import _blocking, _cloop, _gevent, _grpc, _unlink
+from . import _blocking, _cloop, _exclusive, _gevent, _grpc, _unlink
 from ._blocking import WAKE_MS, wait_ready
 from ._epoll import move_watches
 from ._keys import Address, ListenKey, Port0Indexes, key_for
-from ._rr import HANDOFF_MAX
+from ._wire import DOORBELL, HANDOFF, HANDOFF_MAX, HUNGRY, TAKEN, BindReply, Mode
 
 if TYPE_CHECKING:
     from .._child import ChildRuntime
@@ -69,7 +69,7 @@ class Shared:
     """What the worker knows of one of its shared sockets."""
 
     id: int
-    mode: str  # "shared", "reuseport" or "rr"
+    mode: Mode
     key: ListenKey
     address: Address
     sockname: Any
@@ -90,7 +90,6 @@ class Sharing:
     def __init__(self, runtime: ChildRuntime) -> None:
         self.runtime = runtime
         self.sockets: weakref.WeakKeyDictionary[socket.socket, Shared] = weakref.WeakKeyDictionary()
-        self.exclusive: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         self.connections: weakref.WeakSet[socket.socket] = weakref.WeakSet()
         # Connections handed to the program as a bare descriptor (gevent's _accept).
         self.descriptors: set[_Descriptor] = set()
@@ -110,7 +109,7 @@ class Sharing:
     # -- bind and listen ----------------------------------------------------------------------
 
     def bind(self, sock: socket.socket, address: Any) -> None:
-        if sock in self.exclusive or self.stopping or not self.runtime.connected:
+        if sock in _exclusive.marked or self.stopping or not self.runtime.connected:
             _original["bind"](sock, address)
             return
         if sock in self.sockets:
@@ -131,17 +130,22 @@ class Sharing:
             self.port0.give_back(key)
             _close_all(fds)
             raise _os_error(reply, address)
-        sockname = reply["sockname"]
+        try:
+            bound = BindReply.from_json(reply)
+        except BaseException:
+            self.port0.give_back(key)
+            _close_all(fds)
+            raise
         info = Shared(
-            id=reply["id"],
-            mode=reply["mode"],
+            id=bound.id,
+            mode=bound.mode,
             key=key,
-            address=Address(*reply["address"]),
-            sockname=tuple(sockname) if isinstance(sockname, list) else sockname,
+            address=Address(*bound.address),
+            sockname=bound.sockname,
             requested=address,
         )
         try:
-            if info.mode == "shared":
+            if info.mode is Mode.SHARED:
                 if len(fds) != 1:
                     raise OSError(errno.EPROTO, "the primary sent no socket to share")
                 # One file description in every worker: its O_NONBLOCK flag is shared, so it
@@ -150,7 +154,7 @@ class Sharing:
                 _adopt(sock, fds[0], shared=True)
                 if isinstance(sock, socket.socket):  # gevent's raw socket never blocks
                     _blocking.emulate(sock)
-            elif info.mode == "reuseport":
+            elif info.mode is Mode.REUSEPORT:
                 sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
                 _original["bind"](sock, key.sockaddr(reply["port"]))
             else:
@@ -179,7 +183,7 @@ class Sharing:
             _original["listen"](sock, *args)
             return
         backlog = args[0] if args else min(socket.SOMAXCONN, 128)
-        if info.mode != "rr":
+        if info.mode is not Mode.RR:
             _original["listen"](sock, *args)
         self.runtime.heartbeat.note_server()
         if info.listening:
@@ -188,7 +192,7 @@ class Sharing:
         if not reply.get("ok"):
             _close_all(fds)
             raise _os_error(reply, info.requested)
-        if info.mode == "rr":
+        if info.mode is Mode.RR:
             if len(fds) != 1:
                 raise OSError(errno.EPROTO, "the primary sent no handoff socket")
             _adopt(sock, fds[0])
@@ -208,14 +212,14 @@ class Sharing:
         if info.stopped:
             conn, address = _accept_stopped(sock, info)
             self._count_taking()
-        elif info.mode == "rr":
+        elif info.mode is Mode.RR:
             conn = self._take(sock, info)  # counted in ``taking`` from the moment it is ours
             try:
                 address = conn.getpeername() if conn.family != socket.AF_UNIX else ""
             finally:
                 self._taken(conn)
             return conn, address
-        elif info.mode == "shared" and sock.gettimeout() is None:
+        elif info.mode is Mode.SHARED and sock.gettimeout() is None:
             conn, address = self._accept_blocking(sock, info)
         elif sock.gettimeout() == 0.0:
             conn, address = self._accept_now(sock, info)
@@ -310,14 +314,14 @@ class Sharing:
                     self._hungry(sock, info)
                     raise
                 fds = fds_from_ancillary(ancillary)
-                if data == b"d" and not fds:
+                if data == DOORBELL and not fds:
                     self._hungry(sock, info)
                     continue
                 # The byte just read and the descriptor taken must stay paired: a disconnect on
                 # another thread drops the whole stash at once, under the same lock.
                 with info.stash_lock:
                     info.stash.extend(fds)
-                    fd = info.stash.popleft() if data == b"c" and info.stash else -1
+                    fd = info.stash.popleft() if data == HANDOFF and info.stash else -1
                     ours = fd >= 0 and not flags & socket.MSG_CTRUNC
                     if ours:
                         self._count_taking()  # before a disconnect's drop of the stash can run
@@ -333,7 +337,7 @@ class Sharing:
                     )
                 info.hungry = False
                 try:
-                    os.write(sock.fileno(), b"a")
+                    os.write(sock.fileno(), TAKEN)
                 except OSError:
                     pass  # the primary is gone; the connection is ours anyway
                 break
@@ -353,7 +357,7 @@ class Sharing:
         if not info.hungry:
             info.hungry = True
             try:
-                os.write(sock.fileno(), b"h")
+                os.write(sock.fileno(), HUNGRY)
             except OSError:
                 pass
 
@@ -387,7 +391,7 @@ class Sharing:
 
     def getsockname(self, sock: socket.socket) -> Any:
         info = self.sockets.get(sock)
-        if info is not None and info.mode == "rr" and not info.stopped:
+        if info is not None and info.mode is Mode.RR and not info.stopped:
             return info.sockname
         return _original["getsockname"](sock)
 
@@ -400,7 +404,7 @@ class Sharing:
         self.port0.give_back(info.key)
         self.runtime.notify("close", id=info.id)
         fresh = _StdSocket(sock.family, sock.type, sock.proto)
-        self.exclusive.add(fresh)
+        _exclusive.marked.add(fresh)
         try:
             fresh.bind(info.requested)
             _adopt(sock, fresh.detach())
@@ -441,7 +445,7 @@ class Sharing:
         _drop_stash(info)
         if info.stopped or sock.fileno() < 0:
             return
-        if info.mode == "reuseport" and sock.type == socket.SOCK_STREAM:
+        if info.mode is Mode.REUSEPORT and sock.type == socket.SOCK_STREAM:
             self._stop_reuseport(sock, info)
             return
         info.stopped = True
@@ -557,7 +561,7 @@ def _accept_waiting(sock: socket.socket, info: Shared) -> tuple[socket.socket, A
 
 def _stopped_meanwhile(info: Shared) -> bool:
     """After the system's accept failed: whether the server was stopped meanwhile."""
-    if info.mode == "reuseport":
+    if info.mode is Mode.REUSEPORT:
         with info.lock:  # a stop under way: let it finish (_stop_reuseport)
             pass
     return info.stopped
@@ -686,13 +690,3 @@ def install(runtime: ChildRuntime) -> Sharing:
 
 def current() -> Sharing | None:
     return _sharing
-
-
-def exclusive(sock: socket.socket) -> socket.socket:
-    """Mark ``sock`` so that its bind is its own, never shared (Node's ``exclusive: true``)."""
-    if _sharing is not None:
-        _sharing.exclusive.add(sock)
-        raw = getattr(sock, "_sock", None)  # gevent's socket: the raw one it binds
-        if not isinstance(sock, socket.socket) and isinstance(raw, _socket.socket):
-            _sharing.exclusive.add(raw)
-    return sock

@@ -11,7 +11,7 @@ import os
 import socket
 from typing import Any
 
-from . import _intercept
+from ._exclusive import exclusive as mark_exclusive
 
 
 def listen(
@@ -40,7 +40,7 @@ def listen(
     sock = socket.socket(chosen, type)
     try:
         if exclusive:
-            _intercept.exclusive(sock)
+            mark_exclusive(sock)
         if chosen != socket.AF_UNIX and type == socket.SOCK_STREAM:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         if chosen == socket.AF_INET6:

@@ -10,10 +10,11 @@ listening socket in the primary would take its share of connections from the wor
 from __future__ import annotations
 
 from ._handles import Handle, Reply
+from ._wire import Mode
 
 
 class ReusePortHandle(Handle):
-    mode = "reuseport"
+    mode = Mode.REUSEPORT
     keep_when_unheld = True
 
     def listen(self, worker_id: int, backlog: int) -> Reply:

@@ -36,7 +36,9 @@ import time
 from collections import deque
 from typing import TYPE_CHECKING
 
+from . import _wire
 from ._handles import Handle, Reply
+from ._wire import DOORBELL, HANDOFF, HANDOFF_MAX, Mode
 
 if TYPE_CHECKING:
     from .._loop import Loop
@@ -50,12 +52,8 @@ WAITING_MAX = 4096
 #: How long (seconds, the time constant of an exponential decay) a worker's handed connections
 #: count against it when the primary chooses among hungry workers.
 RECENT_S = 1.0
-#: Most connections handed in one message (the worker's receive has room for this many).
-HANDOFF_MAX = 16
-HANDOFF = b"c"
-DOORBELL = b"d"
-TAKEN = ord("a")
-HUNGRY = ord("h")
+TAKEN = ord(_wire.TAKEN)
+HUNGRY = ord(_wire.HUNGRY)
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
 
 
@@ -89,7 +87,7 @@ def _recent(slot: _Slot, now: float) -> float:
 
 
 class RoundRobinHandle(Handle):
-    mode = "rr"
+    mode = Mode.RR
 
     def __init__(self, *args: object, loop: Loop, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

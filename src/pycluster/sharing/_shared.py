@@ -9,10 +9,11 @@ from __future__ import annotations
 import socket
 
 from ._handles import Handle, Reply
+from ._wire import Mode
 
 
 class SharedHandle(Handle):
-    mode = "shared"
+    mode = Mode.SHARED
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]

@@ -1,0 +1,1 @@
+"""Programs that tests run as real primaries and workers: real modules, linted and type-checked."""
