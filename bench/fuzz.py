@@ -19,9 +19,12 @@ from pathlib import Path
 
 import atheris
 
-with atheris.instrument_imports(include=["pycluster._protocol", "pycluster._messages", "json"]):
+with atheris.instrument_imports(
+    include=["pycluster._protocol", "pycluster._commands", "pycluster._messages", "json"]
+):
+    from pycluster._commands import FROM_WORKER, decode
     from pycluster._errors import ProtocolError
-    from pycluster._messages import FROM_WORKER, decode_command, decode_user
+    from pycluster._messages import decode_user
     from pycluster._protocol import (
         EOF,
         NEED_DATA,
@@ -56,7 +59,7 @@ def _chunks(data: bytes) -> list[tuple[bytes, int]]:
 def _check_frame(frame: Frame) -> None:
     if frame.kind is Kind.COMMAND:
         try:
-            decode_command(frame, FROM_WORKER)
+            decode(frame, FROM_WORKER)
         except ProtocolError:
             pass
     else:

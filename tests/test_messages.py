@@ -1,48 +1,12 @@
-"""Commands and user messages inside frames."""
+"""User messages inside frames (pycluster's own commands: test_commands.py)."""
 
 from __future__ import annotations
 
 import pytest
 
 from pycluster import ProtocolError
-from pycluster._messages import (
-    FROM_PRIMARY,
-    FROM_WORKER,
-    Command,
-    decode_command,
-    decode_user,
-    encode_command,
-    encode_user,
-)
+from pycluster._messages import decode_user, encode_user
 from pycluster._protocol import Frame, Kind
-
-
-def test_command_round_trip() -> None:
-    kind, payload = encode_command("online", extra=[1, 2])
-    assert kind is Kind.COMMAND
-    assert decode_command(Frame(kind, payload), FROM_WORKER) == Command("online", {"extra": [1, 2]})
-
-
-def test_command_not_allowed_from_this_side() -> None:
-    kind, payload = encode_command("disconnect")
-    with pytest.raises(ProtocolError, match="'disconnect' is not one this side accepts"):
-        decode_command(Frame(kind, payload), FROM_WORKER)
-    assert decode_command(Frame(kind, payload), FROM_PRIMARY).name == "disconnect"
-
-
-@pytest.mark.parametrize(
-    ("payload", "message"),
-    [
-        (b"not json", "not JSON"),
-        (b"\xff\xfe", "not JSON"),
-        (b"[1,2]", "'cmd' string"),
-        (b'{"cmd": 3}', "'cmd' string"),
-        (b'{"nocmd": 1}', "'cmd' string"),
-    ],
-)
-def test_bad_commands(payload: bytes, message: str) -> None:
-    with pytest.raises(ProtocolError, match=message):
-        decode_command(Frame(Kind.COMMAND, payload), FROM_WORKER)
 
 
 @pytest.mark.parametrize(

@@ -309,7 +309,7 @@ def test_a_worker_imitating_commands_cannot_steer_the_primary(tmp_path: Path) ->
         tmp_path,
         """
         from pycluster import _runtime
-        from pycluster._messages import encode_command
+        from pycluster._commands import Close, Listen, Online, encode
         if cluster.is_primary:
             track_listening()
             honest = cluster.fork()
@@ -332,11 +332,11 @@ def test_a_worker_imitating_commands_cannot_steer_the_primary(tmp_path: Path) ->
         elif os.environ.get("ROGUE"):
             child = _runtime.child
             # listen on, and close, a socket it never bound (the honest worker's, id 1)
-            listen, _ = child.query("listen", id=1, backlog=5)
-            close, _ = child.query("close", id=1)
+            listen, _ = child.query(Listen(id=1, backlog=5))
+            close, _ = child.query(Close(id=1))
             cluster.worker.send([listen.get("ok"), listen.get("errno"), close.get("ok")])
             # "online" again: a protocol error, and its channel is closed
-            child.write(*encode_command("online"))
+            child.write(*encode(Online()))
             threading.Event().wait(30)
         else:
         """

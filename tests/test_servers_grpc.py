@@ -3,6 +3,7 @@ announces its ports (``listening``) and stops it gracefully at a disconnect (sha
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import threading
@@ -11,10 +12,11 @@ from pathlib import Path
 import grpc
 import pytest
 
-from pycluster._settings import SchedulingPolicy
+from pycluster import ProtocolError
+from pycluster._commands import FROM_WORKER, decode
+from pycluster._protocol import Frame, Kind
 from pycluster.sharing._grpc import address_of
 from pycluster.sharing._keys import Address
-from pycluster.sharing._registry import Registry
 from tests.clusterkit import LiveCluster, Load, Supervised, pid_alive, wait_until
 from tests.test_supervisor import cluster_status, free_port
 
@@ -22,6 +24,7 @@ pytestmark = pytest.mark.timeout(120)
 
 # A unary RPC answering the worker's pid, and one that first sleeps (an RPC under way at a stop).
 SERVICE = """
+import json
 import os
 import time
 import grpc
@@ -193,6 +196,9 @@ def test_the_listening_address_of_a_grpc_target(target: str, port: int, expected
     "value", [None, ["::", 1], ["::", "1", 6], ["::", True, 6], ["::", 70000, 6], ["::", 1, 5]]
 )
 def test_a_bad_listening_announcement_is_a_protocol_error(value: object) -> None:
-    registry = Registry(None, lambda: SchedulingPolicy.RR)  # type: ignore[arg-type]
-    with pytest.raises(ValueError, match="bad listening address"):
-        registry.query(1, "listening", {"address": value}, lambda address: None)
+    kind, payload = (
+        Kind.COMMAND,
+        json.dumps({"cmd": "query", "seq": 0, "op": "listening", "address": value}),
+    )
+    with pytest.raises(ProtocolError, match=r"query 'listening': 'address' must be \[host"):
+        decode(Frame(kind, payload.encode()), FROM_WORKER)

@@ -25,17 +25,24 @@ from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from ._channel import Channel, handle_from_fds
+from ._commands import (
+    FROM_PRIMARY,
+    Beat,
+    Command,
+    Disconnect,
+    Disconnecting,
+    Online,
+    Ping,
+    Query,
+    Question,
+    Reply,
+    decode,
+    encode,
+)
 from ._errors import ChannelClosedError, ProtocolError
 from ._events import EventEmitter
 from ._heartbeat import Heartbeat
-from ._messages import (
-    FROM_PRIMARY,
-    Serialization,
-    decode_command,
-    decode_user,
-    encode_command,
-    encode_user,
-)
+from ._messages import Serialization, decode_user, encode_user
 from ._process import emit_safely, exit_for, exit_process, handler_thread
 from ._protocol import Frame, Kind
 from ._signals import parse_signal
@@ -141,7 +148,7 @@ class ChildRuntime:
 
             self.sharing = _intercept.install(self)
         self._reader.start()
-        self.write(*encode_command("online"))
+        self.write(*encode(Online()))
 
     # -- writing and asking -------------------------------------------------------------------
 
@@ -152,10 +159,10 @@ class ChildRuntime:
         except OSError as exc:
             raise ChannelClosedError(f"the channel to the primary is closed ({exc})") from None
 
-    def query(self, op: str, **args: Any) -> tuple[dict[str, Any], list[int]]:
+    def query(self, question: Question) -> tuple[dict[str, Any], list[int]]:
         """Ask the primary and wait for its answer (and the descriptors that came with it)."""
         seq = next(self._seq)
-        self.write(*encode_command("query", seq=seq, op=op, **args))
+        self.write(*encode(Query(seq, question)))
         if threading.current_thread() is self._reader:
             # Asked from an event handler: read on until the answer, holding other frames.
             while seq not in self._replies and not self._eof:
@@ -171,13 +178,13 @@ class ChildRuntime:
         reply, fds = answer
         return reply, list(fds)
 
-    def notify(self, op: str, **args: Any) -> None:
+    def notify(self, question: Question) -> None:
         """A query that needs no answer (seq 0); quiet if the channel is closed."""
-        self._tell("query", seq=0, op=op, **args)
+        self._tell(Query(0, question))
 
-    def _tell(self, command: str, **args: Any) -> None:
+    def _tell(self, command: Command) -> None:
         try:
-            self.write(*encode_command(command, **args))
+            self.write(*encode(command))
         except ChannelClosedError:
             pass
 
@@ -186,7 +193,7 @@ class ChildRuntime:
         sharing = self.sharing
         accepted = sharing.accepted if sharing is not None else 0
         now_open = sharing.open_connections() if sharing is not None else 0
-        self._tell("beat", seq=seq, connections=accepted, open=now_open)
+        self._tell(Beat(seq, accepted, now_open))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -222,29 +229,28 @@ class ChildRuntime:
     def _take_reply(self, frame: Frame) -> bool:
         if frame.kind is not Kind.COMMAND:
             return False
-        command = decode_command(frame, FROM_PRIMARY)
-        if command.name != "reply":
+        command = decode(frame, FROM_PRIMARY)
+        if not isinstance(command, Reply):
             return False  # decoded again when its turn comes
-        seq = command.args.get("seq")
-        with self._replies_changed:
-            self._replies[seq] = (command.args, frame.fds)  # type: ignore[index]
-            self._replies_changed.notify_all()
+        self._store_reply(command, frame.fds)
         return True
+
+    def _store_reply(self, reply: Reply, fds: tuple[int, ...]) -> None:
+        with self._replies_changed:
+            self._replies[reply.seq] = (reply.body, fds)
+            self._replies_changed.notify_all()
 
     def _on_frame(self, frame: Frame) -> None:
         if frame.kind is Kind.COMMAND:
-            command = decode_command(frame, FROM_PRIMARY)
-            if command.name == "reply":
-                self._take_reply(frame)
+            command = decode(frame, FROM_PRIMARY)
+            if isinstance(command, Reply):
+                self._store_reply(command, frame.fds)
                 return
             for fd in frame.fds:
                 os.close(fd)
-            if command.name == "ping":
-                seq = command.args.get("seq")
-                if isinstance(seq, int):
-                    self.heartbeat.ping(seq)
-                return
-            if command.name == "disconnect":
+            if isinstance(command, Ping):
+                self.heartbeat.ping(command.seq)
+            elif isinstance(command, Disconnect):
                 self._after_released(lambda: self.disconnect(force_exit=True, announce=False))
             return
         try:
@@ -323,7 +329,7 @@ class ChildRuntime:
         self._exit_when_closed = force_exit
         self.worker.exited_after_disconnect = True
         if announce:
-            self._tell("disconnecting")
+            self._tell(Disconnecting())
         if self.sharing is not None:
             self.sharing.stop_all()
         handler_thread(self._finish_disconnect, "pycluster-disconnect").start()
@@ -332,7 +338,7 @@ class ChildRuntime:
         if self.connected:
             self._disconnecting = True
             self.worker.exited_after_disconnect = True
-            self._tell("disconnecting")
+            self._tell(Disconnecting())
             self.channel.shutdown()
         exit_process(0)
 

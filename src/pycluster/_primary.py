@@ -19,24 +19,29 @@ import threading
 import time
 import types
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, ClassVar
 
 from . import _process
 from ._channel import Channel, handle_from_fds
+from ._commands import (
+    FROM_WORKER,
+    Beat,
+    Command,
+    Disconnect,
+    Disconnecting,
+    Online,
+    Ping,
+    Query,
+    Reply,
+    decode,
+    encode,
+)
 from ._errors import ChannelClosedError, ClusterError, InvalidTransition, ProtocolError
 from ._events import EventEmitter
 from ._lifecycle import transition
 from ._loop import Loop
 from ._main_end import at_main_end
-from ._messages import (
-    FROM_WORKER,
-    Command,
-    Serialization,
-    decode_command,
-    decode_user,
-    encode_command,
-    encode_user,
-)
+from ._messages import Serialization, decode_user, encode_user
 from ._process import call_safely, emit_safely
 from ._protocol import Frame, Kind
 from ._settings import (
@@ -104,7 +109,7 @@ class PrimaryWorker(Worker):
         if self._connected:
             self.exited_after_disconnect = True
             try:
-                self._queue(*encode_command("disconnect"))
+                self._queue(*encode(Disconnect()))
             except ChannelClosedError:
                 pass
             self._loop.call_soon(self._primary.registry.stop, self.id)
@@ -154,18 +159,15 @@ class PrimaryWorker(Worker):
         self.stats = dataclasses.replace(self.stats, untaken=untaken, untaken_since=since)
         self._ping_seq += 1
         try:
-            self._queue(*encode_command("ping", seq=self._ping_seq))
+            self._queue(*encode(Ping(self._ping_seq)))
         except ChannelClosedError:
             pass
 
-    def _on_beat(self, args: dict[str, Any]) -> None:
-        connections, now_open = args.get("connections"), args.get("open")
-        if not isinstance(connections, int) or not isinstance(now_open, int):
-            raise ProtocolError(f"bad beat: {args!r:.80}")
+    def _on_beat(self, beat: Beat) -> None:
         self.stats = dataclasses.replace(
             self.stats,
-            connections=connections,
-            open_connections=now_open,
+            connections=beat.connections,
+            open_connections=beat.open,
             last_beat=time.monotonic(),
         )
 
@@ -206,7 +208,7 @@ class PrimaryWorker(Worker):
         if frame.kind is Kind.COMMAND:
             for fd in frame.fds:
                 os.close(fd)
-            self._on_command(decode_command(frame, FROM_WORKER))
+            self._on_command(decode(frame, FROM_WORKER))
             return
         try:
             message = decode_user(frame, self._serialization)
@@ -223,19 +225,29 @@ class PrimaryWorker(Worker):
         self._primary.emit_pair(self, "listening", address)
 
     def _on_command(self, command: Command) -> None:
-        if command.name == "online":
-            try:
-                self.state = transition(self.state, "online")
-            except InvalidTransition:
-                raise ProtocolError(f"bad command: 'online' while {self.state}") from None
-            self._primary.emit_pair(self, "online")
-        elif command.name == "disconnecting":
-            self.exited_after_disconnect = True
-            self._primary.registry.stop(self.id)
-        elif command.name == "query":
-            self._primary.on_query(self, command.args)
-        elif command.name == "beat":
-            self._on_beat(command.args)
+        self._COMMANDS[type(command)](self, command)
+
+    def _on_online(self, command: Online) -> None:
+        try:
+            self.state = transition(self.state, "online")
+        except InvalidTransition:
+            raise ProtocolError(f"bad command: 'online' while {self.state}") from None
+        self._primary.emit_pair(self, "online")
+
+    def _on_disconnecting(self, command: Disconnecting) -> None:
+        self.exited_after_disconnect = True
+        self._primary.registry.stop(self.id)
+
+    def _on_query(self, command: Query) -> None:
+        self._primary.on_query(self, command)
+
+    #: What each command from the worker does (``_commands.FROM_WORKER``).
+    _COMMANDS: ClassVar[dict[type[Command], Callable[[PrimaryWorker, Any], None]]] = {
+        Online: _on_online,
+        Disconnecting: _on_disconnecting,
+        Query: _on_query,
+        Beat: _on_beat,
+    }
 
     def _protocol_error(self, exc: ProtocolError) -> None:
         """A bad frame: tell the program (``error``), then close this worker's channel only."""
@@ -414,18 +426,12 @@ class Primary:
 
     # -- port sharing ------------------------------------------------------------------------
 
-    def on_query(self, worker: PrimaryWorker, args: dict[str, Any]) -> None:
+    def on_query(self, worker: PrimaryWorker, query: Query) -> None:
         """Answer a worker's bind/listen/close (``sharing``); seq 0 wants no answer."""
-        seq, op = args.get("seq"), args.get("op")
-        if isinstance(seq, bool) or not isinstance(seq, int) or not isinstance(op, str):
-            raise ProtocolError(f"bad query: seq {seq!r:.20}, op {op!r:.20}")
+        reply, sockets = self.registry.query(worker.id, query.question, worker._on_listening)
         try:
-            reply, sockets = self.registry.query(worker.id, op, args, worker._on_listening)
-        except ValueError as exc:
-            raise ProtocolError(f"bad query: {exc}") from None
-        try:
-            if seq:
-                worker._queue(*encode_command("reply", seq=seq, **reply), tuple(sockets))
+            if query.seq:
+                worker._queue(*encode(Reply(query.seq, reply)), tuple(sockets))
         except ChannelClosedError:
             pass
         finally:

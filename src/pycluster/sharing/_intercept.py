@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
 from .._channel import fds_from_ancillary
+from .._commands import Bind, Close, Listen, Listening
 from . import _blocking, _cloop, _exclusive, _gevent, _grpc, _unlink
 from ._blocking import WAKE_MS, wait_ready
 from ._epoll import move_watches
@@ -122,7 +123,7 @@ class Sharing:
         try:
             _gevent.check_threads_not_patched()
             reuse_addr = bool(sock.getsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR))
-            reply, fds = self.runtime.query("bind", key=key.to_json(), reuse_addr=reuse_addr)
+            reply, fds = self.runtime.query(Bind(key, reuse_addr))
         except BaseException:
             self.port0.give_back(key)
             raise
@@ -173,7 +174,7 @@ class Sharing:
                     pass
         except BaseException:
             self.port0.give_back(key)
-            self.runtime.notify("close", id=info.id)
+            self.runtime.notify(Close(info.id))
             raise
         self.sockets[sock] = info
 
@@ -188,7 +189,7 @@ class Sharing:
         self.runtime.heartbeat.note_server()
         if info.listening:
             return
-        reply, fds = self.runtime.query("listen", id=info.id, backlog=int(backlog))
+        reply, fds = self.runtime.query(Listen(info.id, int(backlog)))
         if not reply.get("ok"):
             _close_all(fds)
             raise _os_error(reply, info.requested)
@@ -385,7 +386,7 @@ class Sharing:
         self.runtime.heartbeat.note_server()
         for address in addresses:
             if self.runtime.connected:
-                self.runtime.notify("listening", address=list(address))
+                self.runtime.notify(Listening(address))
 
     # -- names, connect, close ------------------------------------------------------------------
 
@@ -402,7 +403,7 @@ class Sharing:
             return
         del self.sockets[sock]
         self.port0.give_back(info.key)
-        self.runtime.notify("close", id=info.id)
+        self.runtime.notify(Close(info.id))
         fresh = _StdSocket(sock.family, sock.type, sock.proto)
         _exclusive.marked.add(fresh)
         try:
@@ -417,7 +418,7 @@ class Sharing:
         _drop_stash(info)
         self.port0.give_back(info.key)
         if not info.stopped and self.runtime.connected:
-            self.runtime.notify("close", id=info.id)
+            self.runtime.notify(Close(info.id))
 
     # -- disconnect -----------------------------------------------------------------------------
 

@@ -14,8 +14,9 @@ import os
 import socket
 from collections import Counter
 from collections.abc import Callable, MutableMapping
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
+from .._commands import Bind, Close, Held, Listen, Listening, Question
 from .._settings import SchedulingPolicy
 from . import _activation
 from ._handles import Handle, Reply, open_socket
@@ -31,21 +32,6 @@ if TYPE_CHECKING:
 def _error(exc: OSError) -> Reply:
     code = exc.errno or errno.EINVAL
     return {"ok": False, "errno": code, "strerror": exc.strerror or os.strerror(code)}, []
-
-
-def _announced(value: Any) -> Address:
-    """The address of a ``listening`` announcement: [host or None, port, address type]."""
-    if isinstance(value, list) and len(value) == 3:
-        host, port, kind = value
-        if (
-            (host is None or isinstance(host, str))
-            and isinstance(port, int)
-            and not isinstance(port, bool)
-            and -1 <= port <= 65535
-            and kind in (4, 6, -1, "udp4", "udp6")
-        ):
-            return Address(host, port, kind)
-    raise ValueError(f"bad listening address {value!r:.60}")
 
 
 def _refuse(code: int, why: str) -> Reply:
@@ -77,41 +63,31 @@ class Registry:
         self._unix_files: dict[tuple[int, int], Handle] = {}
 
     def query(
-        self, worker_id: int, op: str, args: dict[str, Any], on_listening: Callable[[Address], None]
+        self, worker_id: int, question: Question, on_listening: Callable[[Address], None]
     ) -> Reply:
-        """Answer one query; a malformed one raises ``ValueError`` (a protocol error)."""
-        if op == "bind":
-            key, reuse_addr = ListenKey.from_json(args.get("key")), args.get("reuse_addr", False)
-            if not isinstance(reuse_addr, bool):
-                raise ValueError(f"bad reuse_addr {reuse_addr!r:.20}")
-            return self._bind(worker_id, key, reuse_addr, on_listening)
-        if op == "held":
-            dev, ino = args.get("dev"), args.get("ino")
-            if not all(isinstance(v, int) and not isinstance(v, bool) for v in (dev, ino)):
-                raise ValueError("bad held query: dev and ino must be integers")
-            return {"ok": True, "held": (dev, ino) in self._unix_files}, []
-        if op == "listening":  # a server on sockets of its own (grpcio: sharing/_grpc.py)
-            on_listening(_announced(args.get("address")))
+        """Answer one of a worker's questions (``_commands``: checked when it was decoded)."""
+        if isinstance(question, Bind):
+            return self._bind(worker_id, question.key, question.reuse_addr, on_listening)
+        if isinstance(question, Held):
+            return {"ok": True, "held": (question.dev, question.ino) in self._unix_files}, []
+        if isinstance(question, Listening):  # a server on sockets of its own (sharing/_grpc.py)
+            on_listening(question.address)
             return {"ok": True}, []
-        handle = self._by_id.get(args.get("id"))  # type: ignore[arg-type]
+        assert isinstance(question, (Listen, Close))
+        handle = self._by_id.get(question.id)
         if handle is None or worker_id not in handle.holders:
-            if op == "close":
+            if isinstance(question, Close):
                 return {"ok": True}, []
             return _refuse(errno.EBADF, "no such shared socket for this worker")
-        if op == "listen":
-            backlog = args.get("backlog")
-            if isinstance(backlog, bool) or not isinstance(backlog, int):
-                raise ValueError(f"bad backlog {backlog!r:.20}")
-            try:
-                reply = handle.listen(worker_id, max(0, min(backlog, 65535)))
-            except OSError as exc:
-                return _error(exc)
-            on_listening(handle.address)
-            return reply
-        if op == "close":
+        if isinstance(question, Close):
             self._release(handle, worker_id, gone=False)
             return {"ok": True}, []
-        raise ValueError(f"unknown query {op!r:.20}")
+        try:
+            reply = handle.listen(worker_id, max(0, min(question.backlog, 65535)))
+        except OSError as exc:
+            return _error(exc)
+        on_listening(handle.address)
+        return reply
 
     def _bind(
         self,

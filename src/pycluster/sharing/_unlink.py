@@ -23,6 +23,7 @@ import stat
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from .._commands import Held
 from .._errors import ChannelClosedError
 
 if TYPE_CHECKING:
@@ -48,7 +49,7 @@ def cluster_file(sharing: Sharing, path: Any) -> bool:
     if not sharing.runtime.connected:
         return False
     try:
-        reply, fds = sharing.runtime.query("held", dev=info.st_dev, ino=info.st_ino)
+        reply, fds = sharing.runtime.query(Held(info.st_dev, info.st_ino))
     except ChannelClosedError:
         return False
     for fd in fds:
