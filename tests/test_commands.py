@@ -35,6 +35,7 @@ from pycluster._commands import (
 )
 from pycluster._protocol import Frame, Kind
 from pycluster.sharing._keys import Address, ListenKey
+from tests.fakes import CommandPair
 
 KEY = ListenKey(socket.AF_INET, socket.SOCK_STREAM, "127.0.0.1", 0, None, 2)
 EXAMPLES: list[Command] = [
@@ -168,3 +169,15 @@ def test_fields_a_newer_peer_adds_are_ignored() -> None:
 def test_docs_protocol_md_shows_the_command_table() -> None:
     doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
     assert markdown_table() in doc, "docs/protocol.md: paste this table\n" + markdown_table()
+
+
+@pytest.mark.parametrize("byte_by_byte", [False, True])
+def test_a_conversation_through_the_in_memory_pair(byte_by_byte: bool) -> None:
+    pair = CommandPair()
+    assert pair.send("worker", Online(), byte_by_byte=byte_by_byte) == [Online()]
+    bind = Query(1, Bind(KEY))
+    assert pair.send("worker", bind, byte_by_byte=byte_by_byte) == [bind]
+    reply = Reply(1, {"ok": True, "id": 1, "mode": "rr"})
+    assert pair.send("primary", reply, byte_by_byte=byte_by_byte) == [reply]
+    with pytest.raises(ProtocolError, match="not one this side accepts"):
+        pair.send("primary", Online())  # only a worker says it is online

@@ -15,7 +15,8 @@ from pathlib import Path
 
 from ._config import OPTIONS, Config, load_file, parse_bool, resolve
 from ._control import ControlError, control_dir, find, request
-from ._supervisor import Supervisor, format_table
+from ._status import format_table
+from ._supervisor import Supervisor
 
 
 def build_parser() -> argparse.ArgumentParser:
