@@ -1,7 +1,7 @@
 """``Worker``: the public face of one worker, in the primary and (as ``cluster.worker``) in itself.
 
 The two sides behave differently (Node's master.js and child.js), so each side subclasses this:
-``_primary.PrimaryWorker`` and ``_child.SelfWorker``.
+``_primary_worker.PrimaryWorker`` and ``_child.SelfWorker``.
 """
 
 from __future__ import annotations
