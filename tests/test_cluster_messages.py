@@ -153,7 +153,7 @@ def test_json_send_refuses_unencodable_values(tmp_path: Path) -> None:
     assert primary[1] == "handle must be a socket.socket or None, not 'not a socket'"
 
 
-def test_send_on_a_closed_channel_raises(tmp_path: Path) -> None:
+def test_send_on_a_closed_channel_raises_which_side_closed_it(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
         """
@@ -162,14 +162,20 @@ def test_send_on_a_closed_channel_raises(tmp_path: Path) -> None:
                 try:
                     w.send("late")
                 except cluster.ChannelClosedError as exc:
-                    out("closed", str(exc))
+                    out("closed", w.id, type(exc).__name__, str(exc))
             cluster.on("exit", on_exit)
-            cluster.on("online", lambda w: w.disconnect())
-            cluster.fork()
+            asked = cluster.fork()
+            asked.on("online", lambda: asked.disconnect())  # this side closes it
+            cluster.fork({"GO_AWAY": "1"})  # the worker leaves on its own
+        elif os.environ.get("GO_AWAY"):
+            os._exit(0)
         """,
     )
     assert result.returncode == 0, result.stderr
-    assert result.records == [["closed", "the channel is closed"]]
+    assert sorted(result.named("closed")) == [
+        ["closed", 1, "DisconnectedError", "the channel was closed by this side"],
+        ["closed", 2, "PeerGoneError", "the other side closed the channel"],
+    ]
 
 
 def test_user_message_imitating_a_command_is_just_a_message(tmp_path: Path) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import warnings
 
 import pytest
@@ -17,9 +18,11 @@ EXPECTED = {
     "SCHED_RR",
     "ChannelClosedError",
     "ClusterError",
+    "DisconnectedError",
     "EventEmitter",
     "InvalidTransition",
     "NotPrimaryError",
+    "PeerGoneError",
     "ProtocolError",
     "SchedulingPolicy",
     "Worker",
@@ -59,6 +62,17 @@ def test_every_export_exists() -> None:
 def test_errors_share_one_root() -> None:
     for name in ("ChannelClosedError", "NotPrimaryError", "ProtocolError", "InvalidTransition"):
         assert issubclass(getattr(cluster, name), cluster.ClusterError)
+    for name in ("DisconnectedError", "PeerGoneError"):
+        assert issubclass(getattr(cluster, name), cluster.ChannelClosedError)
+
+
+def test_exported_classes_are_named_after_the_public_module() -> None:
+    classes = [v for v in map(cluster.__dict__.get, cluster.__all__) if isinstance(v, type)]
+    assert len(classes) >= 10
+    for cls in classes:
+        assert cls.__module__ == "pycluster", cls
+    error = pickle.loads(pickle.dumps(cluster.PeerGoneError("gone")))
+    assert type(error) is cluster.PeerGoneError
 
 
 def test_primary_view_in_the_test_process() -> None:

@@ -16,8 +16,10 @@ from . import _runtime
 from ._errors import (
     ChannelClosedError,
     ClusterError,
+    DisconnectedError,
     InvalidTransition,
     NotPrimaryError,
+    PeerGoneError,
     ProtocolError,
 )
 from ._events import EventEmitter
@@ -37,9 +39,11 @@ __all__ = [
     "Address",
     "ChannelClosedError",
     "ClusterError",
+    "DisconnectedError",
     "EventEmitter",
     "InvalidTransition",
     "NotPrimaryError",
+    "PeerGoneError",
     "ProtocolError",
     "SchedulingPolicy",
     "Worker",
@@ -169,6 +173,16 @@ class _ClusterModule(types.ModuleType):
         return is_primary
 
 
+def _public_module_names() -> None:
+    """Name the re-exported classes after the public module (trio's fixup_module_metadata):
+    tracebacks, reprs and pickles say ``pycluster.ProtocolError``, not a private module."""
+    for name in __all__:
+        value = globals().get(name)
+        if isinstance(value, type) and value.__module__.startswith(__name__ + "."):
+            value.__module__ = __name__
+
+
+_public_module_names()
 sys.modules[__name__].__class__ = _ClusterModule
 
 if TYPE_CHECKING:  # the properties above, as module attributes for type checkers

@@ -14,7 +14,7 @@ import threading
 from collections import deque
 from collections.abc import Sequence
 
-from ._errors import ChannelClosedError, ProtocolError
+from ._errors import DisconnectedError, PeerGoneError, ProtocolError
 from ._protocol import (
     DEFAULT_MAX_PAYLOAD,
     EOF,
@@ -70,6 +70,8 @@ class Channel:
         self._recv_view = memoryview(self._recv_buffer)
         self.lock = threading.Lock()
         self.closed = False
+        #: Why it closed: the other side went away (else this side closed it).
+        self.peer_gone = False
 
     # -- writing ------------------------------------------------------------------------------
 
@@ -80,7 +82,9 @@ class Channel:
         data = encode_frame(kind, payload, len(handles))
         with self.lock:
             if self.closed:
-                raise ChannelClosedError("the channel is closed")
+                if self.peer_gone:
+                    raise PeerGoneError("the other side closed the channel")
+                raise DisconnectedError("the channel was closed by this side")
             fds = [os.dup(h if isinstance(h, int) else h.fileno()) for h in handles]
             self._out.append(_Pending(data, fds))
 
@@ -166,12 +170,14 @@ class Channel:
         except OSError:
             pass
 
-    def close(self) -> None:
-        """Close the socket and every descriptor the channel still holds; idempotent."""
+    def close(self, *, peer_gone: bool = False) -> None:
+        """Close the socket and every descriptor the channel still holds; idempotent.
+        ``peer_gone``: because the other side went away (what a later send raises says so)."""
         with self.lock:
             if self.closed:
                 return
             self.closed = True
+            self.peer_gone = peer_gone
             pending = list(self._out)
             self._out.clear()
         for item in pending:

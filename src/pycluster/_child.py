@@ -39,7 +39,7 @@ from ._commands import (
     decode,
     encode,
 )
-from ._errors import ChannelClosedError, ProtocolError
+from ._errors import ChannelClosedError, DisconnectedError, PeerGoneError, ProtocolError
 from ._events import EventEmitter
 from ._heartbeat import Heartbeat
 from ._messages import Serialization, decode_user, encode_user
@@ -157,7 +157,7 @@ class ChildRuntime:
         try:
             self.channel.flush()
         except OSError as exc:
-            raise ChannelClosedError(f"the channel to the primary is closed ({exc})") from None
+            raise self._closed_error(f"the channel to the primary is closed ({exc})") from None
 
     def query(self, question: Question) -> tuple[dict[str, Any], list[int]]:
         """Ask the primary and wait for its answer (and the descriptors that came with it)."""
@@ -174,7 +174,7 @@ class ChildRuntime:
         with self._replies_changed:
             answer = self._replies.pop(seq, None)
         if answer is None:
-            raise ChannelClosedError("the channel to the primary closed before it answered")
+            raise self._closed_error("the channel to the primary closed before it answered")
         reply, fds = answer
         return reply, list(fds)
 
@@ -347,11 +347,15 @@ class ChildRuntime:
             self.sharing.wait_connections_closed()
         self.channel.shutdown()
 
+    def _closed_error(self, text: str) -> ChannelClosedError:
+        """``DisconnectedError`` once this worker disconnected, else ``PeerGoneError``."""
+        return DisconnectedError(text) if self._disconnecting else PeerGoneError(text)
+
     def _on_closed(self) -> None:
         self.connected = False
         with self._replies_changed:
             self._replies_changed.notify_all()
-        self.channel.close()
+        self.channel.close(peer_gone=not self._disconnecting)
         self.worker.state = "disconnected"
         self.worker.exited_after_disconnect = bool(self.worker.exited_after_disconnect)
         emit_safely(self.worker, "disconnect")

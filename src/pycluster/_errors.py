@@ -16,7 +16,21 @@ class NotPrimaryError(ClusterError):
 
 
 class ChannelClosedError(ClusterError):
-    """The IPC channel to the other side is closed: nothing can be sent on it any more."""
+    """The IPC channel to the other side is closed: nothing can be sent on it any more.
+
+    Raised as one of its two kinds, which call for different actions: ``DisconnectedError``
+    (this side closed it: a send after ``disconnect()`` is a bug to fix) and ``PeerGoneError``
+    (the other side went away: a worker that exited, a primary that died; retrying is useless,
+    the ``exit`` or ``disconnect`` event follows).
+    """
+
+
+class DisconnectedError(ChannelClosedError):
+    """This side closed the channel (``disconnect()``, or a bad message it refused)."""
+
+
+class PeerGoneError(ChannelClosedError):
+    """The other side closed its end of the channel, or its process ended."""
 
 
 class ProtocolError(ClusterError):

@@ -63,6 +63,7 @@ class PrimaryWorker(Worker):
         self._flush_scheduled = False
         self._exited = False
         self._connected = True
+        self._disconnect_asked = False
         self._ping_seq = 0
         #: What the primary last heard of the worker's activity (``ping()`` refreshes it).
         self.stats = WorkerStats()
@@ -91,6 +92,7 @@ class PrimaryWorker(Worker):
 
     def disconnect(self) -> PrimaryWorker:
         if self._connected:
+            self._disconnect_asked = True
             self.exited_after_disconnect = True
             try:
                 self._queue(*encode(Disconnect()))
@@ -186,7 +188,7 @@ class PrimaryWorker(Worker):
                 self._protocol_error(exc)
                 return True
         if not more:
-            self._on_channel_closed()
+            self._on_channel_closed(peer_gone=True)
         return True
 
     def _dispatch(self, frame: Frame) -> None:
@@ -256,15 +258,17 @@ class PrimaryWorker(Worker):
                 f"channel: {exc}",
                 file=sys.stderr,
             )
-        self._on_channel_closed()
+        self._on_channel_closed(peer_gone=False)
 
-    def _on_channel_closed(self) -> None:
+    def _on_channel_closed(self, *, peer_gone: bool) -> None:
+        """The channel ended: the worker closed it or exited (``peer_gone``, unless the primary
+        had asked it to disconnect), or the primary refused a bad message."""
         if not self._connected:
             return
         self._connected = False
         self._loop.remove_reader(self._channel.fd)
         self._loop.set_writer(self._channel.fd, None)
-        self._channel.close()
+        self._channel.close(peer_gone=peer_gone and not self._disconnect_asked)
         self.state = transition(self.state, "disconnect")
         self.exited_after_disconnect = bool(self.exited_after_disconnect)
         self._primary.emit_pair(self, "disconnect")
@@ -277,7 +281,7 @@ class PrimaryWorker(Worker):
         returncode = self.process.wait()
         self._exited = True
         self._drain()
-        self._on_channel_closed()
+        self._on_channel_closed(peer_gone=True)
         self.state = transition(self.state, "exit")
         self.exited_after_disconnect = bool(self.exited_after_disconnect)
         code, signame = exit_status(returncode)
