@@ -34,6 +34,7 @@ _MAX_BUFFERS_PER_SEND = 512
 _INT_SIZE = array.array("i").itemsize
 _ANCILLARY_SPACE = socket.CMSG_SPACE(_MAX_FDS_PER_SEND * _INT_SIZE)
 _RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
+_MSG_CTRUNC = int(socket.MSG_CTRUNC)  # an int: the enum's & costs a microsecond a read
 
 Handle = socket.socket | int
 
@@ -85,7 +86,11 @@ class Channel:
                 if self.peer_gone:
                     raise PeerGoneError("the other side closed the channel")
                 raise DisconnectedError("the channel was closed by this side")
-            fds = [os.dup(h if isinstance(h, int) else h.fileno()) for h in handles]
+            fds = (
+                [os.dup(h if isinstance(h, int) else h.fileno()) for h in handles]
+                if handles
+                else []
+            )
             self._out.append(_Pending(data, fds))
 
     @property
@@ -144,7 +149,7 @@ class Channel:
             [self._recv_buffer], _ANCILLARY_SPACE, _RECV_FLAGS
         )
         fds = fds_from_ancillary(ancdata)
-        if flags & socket.MSG_CTRUNC:
+        if flags & _MSG_CTRUNC:
             for fd in fds:
                 os.close(fd)
             raise RemoteProtocolError("the peer sent more descriptors than one message may carry")

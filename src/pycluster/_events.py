@@ -1,8 +1,10 @@
 """EventEmitter with Node's semantics.
 
 Handlers run in the order they were added, a handler added twice runs twice, ``once`` handlers are
-removed before they run, and ``emit("error", exc)`` with no listener raises ``exc``. The registry is
-guarded by a lock; handlers are called outside it, on the emitting thread.
+removed before they run, and ``emit("error", exc)`` with no listener raises ``exc``. Changes to the
+registry are made under a lock, each event's handlers kept as a tuple that is replaced, never
+changed: ``emit`` reads it without the lock (it runs for every message). Handlers are called on
+the emitting thread.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ class EventEmitter:
     """Node's EventEmitter: ``on``, ``once``, ``off``, ``emit``, ``listeners``."""
 
     def __init__(self) -> None:
-        self._handlers: dict[str, list[Handler | _Once]] = {}
+        self._handlers: dict[str, tuple[Handler | _Once, ...]] = {}
         self._lock = threading.Lock()
 
     @overload
@@ -59,11 +61,11 @@ class EventEmitter:
     def off(self, event: str, handler: Handler) -> None:
         """Remove the most recently added registration of ``handler`` for ``event``."""
         with self._lock:
-            entries = self._handlers.get(event, [])
+            entries = self._handlers.get(event, ())
             for i in range(len(entries) - 1, -1, -1):
                 entry = entries[i]
                 if entry is handler or (isinstance(entry, _Once) and entry.handler is handler):
-                    del entries[i]
+                    self._handlers[event] = entries[:i] + entries[i + 1 :]
                     break
 
     remove_listener = off
@@ -77,13 +79,11 @@ class EventEmitter:
 
     def listeners(self, event: str) -> list[Handler]:
         """The handlers registered for ``event``, in call order."""
-        with self._lock:
-            entries = list(self._handlers.get(event, ()))
+        entries = self._handlers.get(event, ())
         return [e.handler if isinstance(e, _Once) else e for e in entries]
 
     def listener_count(self, event: str) -> int:
-        with self._lock:
-            return len(self._handlers.get(event, ()))
+        return len(self._handlers.get(event, ()))
 
     def emit(self, event: str, *args: Any) -> bool:
         """Call the handlers of ``event`` with ``args``; True if there were any.
@@ -100,11 +100,12 @@ class EventEmitter:
     ) -> bool:
         """``emit``, except that with ``on_exception`` a failing handler is reported (called
         while its exception is being handled) and the others still run."""
-        with self._lock:
-            entries = list(self._handlers.get(event, ()))
-            for entry in entries:
-                if isinstance(entry, _Once):
-                    self._handlers[event].remove(entry)
+        entries = self._handlers.get(event, ())
+        if any(type(entry) is _Once for entry in entries):
+            ours = {id(entry) for entry in entries if type(entry) is _Once}
+            with self._lock:  # only the ones this emit runs: one added meanwhile waits its turn
+                current = self._handlers.get(event, ())
+                self._handlers[event] = tuple(e for e in current if id(e) not in ours)
         if not entries:
             if event == "error":
                 exc = args[0] if args else None
@@ -138,4 +139,4 @@ class EventEmitter:
         if not callable(target):
             raise TypeError(f"handler for {event!r} must be callable, not {target!r}")
         with self._lock:
-            self._handlers.setdefault(event, []).append(entry)
+            self._handlers[event] = (*self._handlers.get(event, ()), entry)

@@ -15,6 +15,10 @@ from ._errors import ProtocolError
 from ._protocol import Frame, Kind
 
 Serialization = Literal["json", "pickle"]
+
+# Made once: json.dumps with arguments builds a new encoder per call (a few microseconds).
+_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
+_decode_json = json.JSONDecoder().decode
 SERIALIZATIONS: tuple[Serialization, ...] = ("json", "pickle")
 
 
@@ -28,7 +32,7 @@ def encode_user(message: object, serialization: Serialization) -> tuple[Kind, by
                 f"message of type {type(message).__name__} cannot be pickled: {exc}"
             ) from None
     try:
-        text = json.dumps(message, separators=(",", ":"), ensure_ascii=False)
+        text = _encode_json(message)
     except (TypeError, ValueError) as exc:
         raise TypeError(
             f"message of type {type(message).__name__} is not JSON-serializable ({exc}); "
@@ -42,7 +46,7 @@ def decode_user(frame: Frame, serialization: Serialization) -> object:
     """The user message in ``frame``; ``ProtocolError`` if it is malformed or not allowed."""
     if frame.kind is Kind.JSON:
         try:
-            return json.loads(frame.payload)
+            return _decode_json(frame.payload.decode())
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"bad message: payload is not JSON ({exc})") from None
     if frame.kind is Kind.PICKLE:

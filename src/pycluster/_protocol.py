@@ -20,7 +20,7 @@ import enum
 import struct
 from collections import deque
 from collections.abc import Iterable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ._errors import ProtocolError
 
@@ -56,13 +56,16 @@ NEED_DATA = _Marker.NEED_DATA
 EOF = _Marker.EOF
 
 
-@dataclass(frozen=True)
-class Frame:
+class Frame(NamedTuple):
     """One decoded frame: its kind, payload and the descriptors that came with it."""
 
     kind: Kind
     payload: bytes
     fds: tuple[int, ...] = ()
+
+
+#: Kind by its byte (faster than ``Kind(byte)`` on the hot path).
+_KINDS = {kind.value: kind for kind in Kind}
 
 
 class LocalProtocolError(ProtocolError):
@@ -152,7 +155,8 @@ class FrameDecoder:
                 raise RemoteProtocolError(
                     f"bad frame: protocol version {version}, this side speaks {VERSION}"
                 )
-            if kind not in Kind._value2member_map_:
+            known = _KINDS.get(kind)
+            if known is None:
                 raise RemoteProtocolError(f"bad frame: unknown kind {kind}")
             if nfds > MAX_FDS:
                 raise RemoteProtocolError(
@@ -164,7 +168,7 @@ class FrameDecoder:
                     f"{self.max_payload} bytes"
                 )
             self._pos += HEADER_SIZE
-            self._header = (Kind(kind), nfds, length)
+            self._header = (known, nfds, length)
         kind_, nfds, length = self._header
         if len(self._buf) - self._pos < length:
             return self._need_more()
@@ -175,7 +179,7 @@ class FrameDecoder:
         payload = bytes(self._buf[self._pos : self._pos + length])
         self._pos += length
         self._header = None
-        fds = tuple(self._fds.popleft() for _ in range(nfds))
+        fds = tuple(self._fds.popleft() for _ in range(nfds)) if nfds else ()
         if self._pos == len(self._buf):
             self._buf.clear()
             self._pos = 0
