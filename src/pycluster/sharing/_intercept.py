@@ -129,37 +129,41 @@ class Sharing:
             requested=address,
         )
         try:
-            if info.mode is Mode.SHARED:
-                if len(fds) != 1:
-                    raise OSError(errno.EPROTO, "the primary sent no socket to share")
-                # One file description in every worker: its O_NONBLOCK flag is shared, so it
-                # stays set (the primary set it) whatever this worker's timeout; accept() and
-                # _blocking make up the blocking behaviour.
-                adopt(sock, fds[0], shared=True)
-                if isinstance(sock, socket.socket):  # gevent's raw socket never blocks
-                    _blocking.emulate(sock)
-            elif info.mode is Mode.REUSEPORT:
-                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
-                original["bind"](sock, key.sockaddr(reply["port"]))
-            else:
-                close_all(fds)
-                # Left unbound, a socket that reached listen() outside pycluster (a child
-                # process it was passed to, as hypercorn's command line and Sanic do; C code)
-                # would listen on a random port of every interface. Until our listen() makes it
-                # a handoff channel it is a datagram socket, on which listen() fails.
-                placeholder = socket.socket(sock.family, socket.SOCK_DGRAM)
-                adopt(sock, placeholder.detach())
-            if key.family == socket.AF_UNIX:
-                try:
-                    file = os.stat(key.host)
-                    self.unix_files.add((file.st_dev, file.st_ino))
-                except OSError:
-                    pass
+            self._become(sock, info, fds, bound.port)
         except BaseException:
             self.port0.give_back(key)
             self.runtime.notify(Close(info.id))
             raise
         self.sockets[sock] = info
+
+    def _become(self, sock: socket.socket, info: Shared, fds: list[int], port: int) -> None:
+        """Make the program's socket what the primary's answer says it is to be."""
+        if info.mode is Mode.SHARED:
+            if len(fds) != 1:
+                raise OSError(errno.EPROTO, "the primary sent no socket to share")
+            # One file description in every worker: its O_NONBLOCK flag is shared, so it
+            # stays set (the primary set it) whatever this worker's timeout; accept() and
+            # _blocking make up the blocking behaviour.
+            adopt(sock, fds[0], shared=True)
+            if isinstance(sock, socket.socket):  # gevent's raw socket never blocks
+                _blocking.emulate(sock)
+        elif info.mode is Mode.REUSEPORT:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+            original["bind"](sock, info.key.sockaddr(port))
+        else:
+            close_all(fds)
+            # Left unbound, a socket that reached listen() outside pycluster (a child
+            # process it was passed to, as hypercorn's command line and Sanic do; C code)
+            # would listen on a random port of every interface. Until our listen() makes it
+            # a handoff channel it is a datagram socket, on which listen() fails.
+            placeholder = socket.socket(sock.family, socket.SOCK_DGRAM)
+            adopt(sock, placeholder.detach())
+        if info.key.family == socket.AF_UNIX:
+            try:
+                file = os.stat(info.key.host)
+                self.unix_files.add((file.st_dev, file.st_ino))
+            except OSError:
+                pass
 
     def listen(self, sock: socket.socket, args: tuple[Any, ...]) -> None:
         info = self.sockets.get(sock)
