@@ -194,7 +194,7 @@ def _unix_get(path: str) -> str:
 def _unix_connects(path: str) -> bool:
     try:
         _unix_get(path)
-    except OSError:
+    except (OSError, http.client.HTTPException):  # not up yet, or a server half started
         return False
     return True
 
