@@ -33,7 +33,7 @@ from ._commands import (
 from ._errors import ChannelClosedError, InvalidTransition, ProtocolError
 from ._lifecycle import transition
 from ._messages import Serialization, decode_user, encode_user
-from ._process import emit_safely
+from ._process import emit_safely, run_handlers
 from ._protocol import Frame, Kind
 from ._signals import exit_status, parse_signal
 from ._worker import Worker, WorkerStats
@@ -179,17 +179,21 @@ class PrimaryWorker(Worker):
             return True
         except OSError:
             more, frames = False, []
+        if frames:
+            run_handlers(lambda: self._dispatch_all(frames))  # the handlers' threads noted once
+        if not more and not channel.closed:
+            self._on_channel_closed(peer_gone=True)
+        return True
+
+    def _dispatch_all(self, frames: list[Frame]) -> None:
         for frame in frames:
-            if channel.closed:
-                return True
+            if self._channel.closed:
+                return
             try:
                 self._dispatch(frame)
             except ProtocolError as exc:
                 self._protocol_error(exc)
-                return True
-        if not more:
-            self._on_channel_closed(peer_gone=True)
-        return True
+                return
 
     def _dispatch(self, frame: Frame) -> None:
         if frame.kind is Kind.COMMAND:

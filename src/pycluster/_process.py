@@ -38,6 +38,15 @@ _handler_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 _started_by_handlers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
+class _Batch(threading.local):
+    """How deep this thread is in ``run_handlers``."""
+
+    depth = 0
+
+
+_batch = _Batch()
+
+
 def exit_process(code: int, *, wait_for_handlers_threads: bool = False) -> NoReturn:
     """End the process now from any thread: flush output, run atexit handlers, exit ``code``.
 
@@ -64,14 +73,21 @@ def exit_process(code: int, *, wait_for_handlers_threads: bool = False) -> NoRet
 
 
 def run_handlers(call: Callable[[], object]) -> None:
-    """Run event handlers (``call``), noting the non-daemon threads they start."""
-    if threading.current_thread() not in _handler_threads:
+    """Run event handlers (``call``), noting the non-daemon threads they start.
+
+    Nested calls (a batch of frames read at once is run under one, ``_child`` and
+    ``_primary_worker``) note them once, for the outermost: the thread list is read twice per
+    batch instead of twice per message.
+    """
+    if _batch.depth or threading.current_thread() not in _handler_threads:
         call()
         return
     before = set(threading.enumerate())
+    _batch.depth = 1
     try:
         call()
     finally:
+        _batch.depth = 0
         for thread in threading.enumerate():
             if thread not in before and not thread.daemon:
                 _started_by_handlers.add(thread)
