@@ -8,6 +8,7 @@ The rows of docs/servers.md that say "tested" are these.
 
 from __future__ import annotations
 
+import os
 import textwrap
 from pathlib import Path
 
@@ -36,225 +37,30 @@ async def app(scope, receive, send):
     await send({"type": "http.response.body", "body": body})
 """
 
-# name: (module to import first, client kind, the worker's code; HOST is "127.0.0.1" or "::1")
+# name: (module to import first, client kind, the app under tests/apps/servers, run as
+# ``python APP HOST`` with HOST "127.0.0.1" or "::1")
 SERVERS: dict[str, tuple[str, str, str]] = {
-    "aiohttp web.run_app": (
-        "aiohttp",
-        "http",
-        """
-from aiohttp import web
-async def pid(request):
-    return web.Response(text=str(os.getpid()))
-app = web.Application()
-app.router.add_get("/", pid)
-web.run_app(app, host=HOST, port=0, print=None, handle_signals=False)
-""",
-    ),
-    "tornado Application.listen": (
-        "tornado",
-        "http",
-        """
-import asyncio
-import tornado.web
-class Pid(tornado.web.RequestHandler):
-    def get(self):
-        self.write(str(os.getpid()))
-async def main():
-    tornado.web.Application([("/", Pid)]).listen(0, HOST)
-    await asyncio.Event().wait()
-asyncio.run(main())
-""",
-    ),
-    "hypercorn serve()": (
-        "hypercorn",
-        "http",
-        ASGI_APP
-        + """
-import asyncio
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
-config = Config()
-config.bind = [f"[{HOST}]:0" if ":" in HOST else f"{HOST}:0"]
-asyncio.run(serve(app, config))
-""",
-    ),
-    "waitress.serve": (
-        "waitress",
-        "http",
-        WSGI_APP
-        + """
-import waitress
-waitress.serve(app, host=HOST, port=0, _quiet=True)
-""",
-    ),
-    "cheroot wsgi.Server": (
-        "cheroot",
-        "http",
-        WSGI_APP
-        + """
-from cheroot import wsgi
-wsgi.Server((HOST, 0), app).start()
-""",
-    ),
-    "Flask app.run (werkzeug)": (
-        "flask",
-        "http",
-        """
-import logging
-from flask import Flask
-logging.getLogger("werkzeug").setLevel(logging.ERROR)
-app = Flask(__name__)
-@app.get("/")
-def pid():
-    return str(os.getpid())
-app.run(host=HOST, port=0)
-""",
-    ),
-    "Twisted reactor.listenTCP": (
-        "twisted",
-        "http",
-        """
-from twisted.internet import reactor
-from twisted.web import resource, server
-class Pid(resource.Resource):
-    isLeaf = True
-    def render_GET(self, request):
-        return str(os.getpid()).encode()
-reactor.listenTCP(0, server.Site(Pid()), interface=HOST)
-reactor.run()
-""",
-    ),
-    "Sanic app.run(single_process=True)": (
-        "sanic",
-        "http",
-        """
-from sanic import Sanic, text
-app = Sanic("pid")
-@app.get("/")
-async def pid(request):
-    return text(str(os.getpid()))
-app.run(host=HOST, port=0, single_process=True, motd=False, access_log=False)
-""",
-    ),
-    "daphne Server": (
-        "daphne",
-        "http",
-        ASGI_APP
-        + """
-from daphne.server import Server
-iface = HOST.replace(":", r"\\:")
-Server(application=app, endpoints=[f"tcp:port=0:interface={iface}"], verbosity=0).run()
-""",
-    ),
-    "websockets serve": (
-        "websockets",
-        "ws",
-        """
-import asyncio
-import websockets
-async def handler(ws):
-    await ws.send(str(os.getpid()))
-async def main():
-    async with websockets.serve(handler, HOST, 0):
-        await asyncio.Event().wait()
-asyncio.run(main())
-""",
-    ),
-    "http.server ThreadingHTTPServer": (
-        "http.server",
-        "http",
-        """
-import socket
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-class Pid(BaseHTTPRequestHandler):
-    def do_GET(self):
-        body = str(os.getpid()).encode()
-        self.send_response(200)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-    def log_message(self, *args):
-        pass
-class Server(ThreadingHTTPServer):
-    address_family = socket.AF_INET6 if ":" in HOST else socket.AF_INET
-Server((HOST, 0), Pid).serve_forever()
-""",
-    ),
-    "asyncio start_server": (
-        "asyncio",
-        "tcp",
-        """
-import asyncio
-async def handle(reader, writer):
-    await reader.read(100)
-    writer.write(str(os.getpid()).encode())
-    await writer.drain()
-    writer.close()
-async def main():
-    server = await asyncio.start_server(handle, HOST, 0)
-    await server.serve_forever()
-asyncio.run(main())
-""",
-    ),
-    "asyncio create_datagram_endpoint (UDP)": (
-        "asyncio",
-        "udp",
-        """
-import asyncio
-class Pid(asyncio.DatagramProtocol):
-    def connection_made(self, transport):
-        self.transport = transport
-    def datagram_received(self, data, address):
-        self.transport.sendto(str(os.getpid()).encode(), address)
-async def main():
-    await asyncio.get_running_loop().create_datagram_endpoint(Pid, local_addr=(HOST, 0))
-    await asyncio.Event().wait()
-asyncio.run(main())
-""",
-    ),
-    "Twisted reactor.listenUDP": (
-        "twisted",
-        "udp",
-        """
-from twisted.internet import reactor
-from twisted.internet.protocol import DatagramProtocol
-class Pid(DatagramProtocol):
-    def datagramReceived(self, data, address):
-        self.transport.write(str(os.getpid()).encode(), address)
-reactor.listenUDP(0, Pid(), interface=HOST)
-reactor.run()
-""",
-    ),
-    "gevent pywsgi.WSGIServer": (
-        "gevent",
-        "http",
-        WSGI_APP
-        + """
-from gevent.pywsgi import WSGIServer
-WSGIServer((HOST, 0), app, log=None).serve_forever()
-""",
-    ),
+    "aiohttp web.run_app": ("aiohttp", "http", "aiohttp_run_app.py"),
+    "tornado Application.listen": ("tornado", "http", "tornado_listen.py"),
+    "hypercorn serve()": ("hypercorn", "http", "hypercorn_serve.py"),
+    "waitress.serve": ("waitress", "http", "waitress_serve.py"),
+    "cheroot wsgi.Server": ("cheroot", "http", "cheroot_server.py"),
+    "Flask app.run (werkzeug)": ("flask", "http", "flask_run.py"),
+    "Twisted reactor.listenTCP": ("twisted", "http", "twisted_tcp.py"),
+    "Sanic app.run(single_process=True)": ("sanic", "http", "sanic_single_process.py"),
+    "daphne Server": ("daphne", "http", "daphne_server.py"),
+    "websockets serve": ("websockets", "ws", "websockets_serve.py"),
+    "http.server ThreadingHTTPServer": ("http.server", "http", "http_server_threading.py"),
+    "asyncio start_server": ("asyncio", "tcp", "asyncio_start_server.py"),
+    "asyncio create_datagram_endpoint (UDP)": ("asyncio", "udp", "asyncio_datagram.py"),
+    "Twisted reactor.listenUDP": ("twisted", "udp", "twisted_udp.py"),
+    "gevent pywsgi.WSGIServer": ("gevent", "http", "gevent_pywsgi.py"),
     "gevent StreamServer, monkey.patch_all(thread=False)": (
-        "gevent",
-        "http",
-        """
-from gevent import monkey
-monkey.patch_all(thread=False)
-import socket
-from gevent.server import StreamServer
-def handle(conn, address):
-    conn.recv(65536)
-    body = str(os.getpid()).encode()
-    conn.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: %d\\r\\nConnection: close\\r\\n\\r\\n%s"
-                 % (len(body), body))
-    conn.close()
-listener = socket.socket(socket.AF_INET6 if ":" in HOST else socket.AF_INET)
-listener.bind((HOST, 0))
-listener.listen(64)
-StreamServer(listener, handle).serve_forever()
-""",
+        "gevent", "http", "gevent_stream_patched.py",
     ),
-}
+}  # fmt: skip
+APPS = Path(__file__).resolve().parent / "apps" / "servers"
+ROOT = APPS.parent.parent.parent
 
 PRIMARY = """
 import collections
@@ -294,21 +100,37 @@ else:
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("server", list(SERVERS))
 def test_real_server(tmp_path: Path, server: str, policy: str, host: str) -> None:
-    module, kind, code = SERVERS[server]
-    serve_and_check(tmp_path, module, kind, code.replace("HOST", repr(host)), policy)
+    module, kind, app = SERVERS[server]
+    serve_and_check(tmp_path, module, kind, None, policy, app=[str(APPS / app), host])
 
 
 def serve_and_check(
-    tmp_path: Path, module: str, kind: str, code: str, policy: str, *, unix: bool = False
+    tmp_path: Path,
+    module: str,
+    kind: str,
+    code: str | None,
+    policy: str,
+    *,
+    unix: bool = False,
+    app: list[str] | None = None,
 ) -> None:
-    """Run ``code`` in 2 workers under ``policy``; every request answered, both workers exit 0."""
+    """Run ``code`` (or the ``app`` command line: a tests/apps module and its arguments) in 2
+    workers under ``policy``; every request answered, both workers exit 0."""
     __import__(module)  # a test dependency: missing, the test fails
     requests = 12
     primary = PRIMARY.replace("REQUESTS", str(requests)).replace("KIND", repr(kind))
     if unix:
         primary = primary.replace("address = tuple(events[0][1][:2])", "address = events[0][1][0]")
-    body = primary + textwrap.indent(textwrap.dedent(code), "    ")
-    result = run_cluster(tmp_path, body, env={"PYCLUSTER_SCHED_POLICY": policy}, timeout=90)
+    env = {"PYCLUSTER_SCHED_POLICY": policy}
+    if app is not None:
+        setup = f"    cluster.setup_primary(exec={app[0]!r}, args={app[1:]!r})\n"
+        body = primary.replace("    track_listening()\n", setup + "    track_listening()\n")
+        body = body.removesuffix("else:\n") + "\n"
+        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
+    else:
+        assert code is not None
+        body = primary + textwrap.indent(textwrap.dedent(code), "    ")
+    result = run_cluster(tmp_path, body, env=env, timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     served = dict(result.named("served")[0][1])
     assert sum(served.values()) == requests
