@@ -93,6 +93,28 @@ class Channel:
             )
             self._out.append(_Pending(data, fds))
 
+    def send(self, kind: Kind, payload: bytes, handles: Sequence[Handle] = ()) -> bool:
+        """``queue`` then ``flush``, in one: a frame without handles and with nothing queued
+        before it is written at once, with one system call. True once all is written."""
+        if handles:
+            self.queue(kind, payload, handles)
+            return self.flush()
+        data = encode_frame(kind, payload)
+        with self.lock:
+            # Closed, or frames queued before it: the general path keeps the order and raises
+            # the right error.
+            if not self.closed and not self._out:
+                try:
+                    sent = self.sock.send(data)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                if sent == len(data):
+                    return True
+                self._out.append(_Pending(data[sent:], []))  # the rest goes the usual way
+                return self.flush_unlocked()
+        self.queue(kind, payload)
+        return self.flush()
+
     @property
     def has_pending(self) -> bool:
         return bool(self._out)
@@ -104,41 +126,45 @@ class Channel:
         when the peer is gone.
         """
         with self.lock:
-            out = self._out
-            while out:
-                buffers: list[memoryview] = []
-                fds: list[int] = []
-                for pending in out:
-                    if len(buffers) == _MAX_BUFFERS_PER_SEND or (
-                        pending.fds and len(fds) + len(pending.fds) > _MAX_FDS_PER_SEND
-                    ):
-                        break
-                    buffers.append(pending.data)
-                    fds.extend(pending.fds)
-                ancillary = (
-                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
-                )
-                try:
-                    sent = self.sock.sendmsg(buffers, ancillary)
-                except (BlockingIOError, InterruptedError):
-                    return False
-                if fds:
-                    # Descriptors travel with the first byte of a sendmsg(), so all of these were
-                    # delivered, some maybe before their frame's header: the receiver claims
-                    # them in order, so early is fine.
-                    for i in range(len(buffers)):
-                        for fd in out[i].fds:
-                            os.close(fd)
-                        out[i].fds = []
-                while sent:
-                    head = out[0]
-                    if sent >= len(head.data):
-                        sent -= len(head.data)
-                        out.popleft()
-                    else:
-                        head.data = head.data[sent:]
-                        sent = 0
-            return True
+            return self.flush_unlocked()
+
+    def flush_unlocked(self) -> bool:
+        """``flush`` for a caller that holds ``lock``."""
+        out = self._out
+        while out:
+            buffers: list[memoryview] = []
+            fds: list[int] = []
+            for pending in out:
+                if len(buffers) == _MAX_BUFFERS_PER_SEND or (
+                    pending.fds and len(fds) + len(pending.fds) > _MAX_FDS_PER_SEND
+                ):
+                    break
+                buffers.append(pending.data)
+                fds.extend(pending.fds)
+            ancillary = (
+                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds))] if fds else []
+            )
+            try:
+                sent = self.sock.sendmsg(buffers, ancillary)
+            except (BlockingIOError, InterruptedError):
+                return False
+            if fds:
+                # Descriptors travel with the first byte of a sendmsg(), so all of these were
+                # delivered, some maybe before their frame's header: the receiver claims
+                # them in order, so early is fine.
+                for i in range(len(buffers)):
+                    for fd in out[i].fds:
+                        os.close(fd)
+                    out[i].fds = []
+            while sent:
+                head = out[0]
+                if sent >= len(head.data):
+                    sent -= len(head.data)
+                    out.popleft()
+                else:
+                    head.data = head.data[sent:]
+                    sent = 0
+        return True
 
     # -- reading ------------------------------------------------------------------------------
 

@@ -153,9 +153,8 @@ class ChildRuntime:
     # -- writing and asking -------------------------------------------------------------------
 
     def write(self, kind: Kind, payload: bytes, handles: tuple[socket.socket, ...] = ()) -> None:
-        self.channel.queue(kind, payload, handles)
         try:
-            self.channel.flush()
+            self.channel.send(kind, payload, handles)
         except OSError as exc:
             raise self._closed_error(f"the channel to the primary is closed ({exc})") from None
 

@@ -1,0 +1,77 @@
+"""One channel's socket I/O (``_channel``) on a real socketpair, in one thread: order, partial
+writes, descriptors, and which error a closed channel raises."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Iterator
+
+import pytest
+
+from pycluster import DisconnectedError, PeerGoneError
+from pycluster._channel import Channel
+from pycluster._protocol import Kind
+
+pytestmark = pytest.mark.timeout(30)
+
+
+@pytest.fixture
+def pair() -> Iterator[tuple[Channel, Channel]]:
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    ends = Channel(a), Channel(b)
+    yield ends
+    for end in ends:
+        end.close()
+
+
+def read_all(end: Channel) -> list[bytes]:
+    payloads: list[bytes] = []
+    while True:
+        try:
+            end.receive()
+        except BlockingIOError:
+            return payloads
+        payloads += [frame.payload for frame in end.frames()]
+
+
+def test_a_write_that_does_not_fit_is_queued_and_order_is_kept(
+    pair: tuple[Channel, Channel],
+) -> None:
+    sender, receiver = pair
+    big = b"x" * (8 << 20)  # more than a socketpair holds: the write is partial
+    assert sender.send(Kind.JSON, b"1") is True
+    assert sender.send(Kind.JSON, big) is False
+    assert sender.has_pending
+    assert sender.send(Kind.JSON, b"3") is False  # behind the queue, never before it
+    got: list[bytes] = []
+    while sender.has_pending:
+        got += read_all(receiver)
+        sender.flush()
+    got += read_all(receiver)
+    assert [len(p) for p in got] == [1, len(big), 1]
+    assert got[2] == b"3"
+
+
+def test_a_handle_goes_the_queued_way_with_its_descriptor(pair: tuple[Channel, Channel]) -> None:
+    sender, receiver = pair
+    r, w = socket.socketpair()
+    with r, w:
+        assert sender.send(Kind.JSON, b"h", [r]) is True
+        receiver.receive()
+        [frame] = receiver.frames()
+        assert frame.payload == b"h"
+        assert len(frame.fds) == 1
+        os.close(frame.fds[0])
+
+
+def test_a_closed_channel_says_which_side_closed_it(pair: tuple[Channel, Channel]) -> None:
+    mine, theirs = pair
+    mine.close()
+    with pytest.raises(DisconnectedError):
+        mine.send(Kind.JSON, b"late")
+    theirs.close(peer_gone=True)
+    with pytest.raises(PeerGoneError):
+        theirs.send(Kind.JSON, b"late")
