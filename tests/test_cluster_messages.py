@@ -366,3 +366,34 @@ def test_records_are_json(tmp_path: Path) -> None:
     result = run_cluster(tmp_path, "out('only', 1)")
     assert result.records == [["only", 1]]
     assert json.loads(result.stdout) == ["only", 1]
+
+
+def test_a_closed_socket_as_a_handle_is_the_senders_error_not_a_closed_channel(
+    tmp_path: Path,
+) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        def closed_handle_error(send):
+            dead = socket.socket()
+            dead.close()
+            try:
+                send("with a dead handle", dead)
+            except Exception as exc:
+                return type(exc).__name__
+            return "nothing"
+        if cluster.is_primary:
+            def on_online(w):
+                out("primary", closed_handle_error(w.send))
+                w.send("still open")
+            cluster.on("online", on_online)
+            cluster.on("message", lambda w, m, h: (out("worker", m), w.disconnect()))
+            cluster.fork()
+        else:
+            def on_message(m, h):
+                cluster.worker.send(closed_handle_error(cluster.worker.send))
+            cluster.worker.on("message", on_message)
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.records == [["primary", "OSError"], ["worker", "OSError"]]

@@ -153,8 +153,13 @@ class ChildRuntime:
     # -- writing and asking -------------------------------------------------------------------
 
     def write(self, kind: Kind, payload: bytes, handles: tuple[socket.socket, ...] = ()) -> None:
+        if handles:
+            self.channel.queue(kind, payload, handles)  # a bad handle raises its own OSError
         try:
-            self.channel.send(kind, payload, handles)
+            if handles:
+                self.channel.flush()
+            else:
+                self.channel.send(kind, payload)
         except OSError as exc:
             raise self._closed_error(f"the channel to the primary is closed ({exc})") from None
 

@@ -100,6 +100,8 @@ class Loop:
             self._selector.register(fd, self._events(pair), pair)
             return
         pair = key.data
+        if pair[slot] == callback:
+            return  # unchanged: the common case of a writer cleared after every flush
         pair[slot] = callback
         events = self._events(pair)
         if events:

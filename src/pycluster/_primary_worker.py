@@ -118,6 +118,16 @@ class PrimaryWorker(Worker):
     # -- loop side -------------------------------------------------------------------------
 
     def _queue(self, kind: Kind, payload: bytes, handles: tuple[socket.socket, ...] = ()) -> None:
+        if self._loop.in_loop_thread() and not handles:  # (a bad handle raises from queue)
+            channel = self._channel
+            try:
+                done = channel.send(kind, payload)  # at once when nothing waits
+            except OSError:
+                # The worker closed its end; reading will see the end of stream.
+                self._loop.set_writer(channel.fd, None)
+                return
+            self._loop.set_writer(channel.fd, None if done else self._flush)
+            return
         self._channel.queue(kind, payload, handles)
         if self._loop.in_loop_thread():
             self._flush()
