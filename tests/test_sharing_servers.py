@@ -138,6 +138,7 @@ async def main():
     sock = cluster.listen(("127.0.0.1", 0))
     server = await asyncio.get_running_loop().create_server(Pid, sock=sock)
     out("server", type(server).__name__)
+    cluster.worker.send("reported")
     await server.serve_forever()
 uvloop.run(main())
 """,
@@ -150,6 +151,7 @@ import uvloop
 async def main():
     server = await asyncio.get_running_loop().create_server(Pid, "127.0.0.1", 0)
     out("server", type(server).__name__)
+    cluster.worker.send("reported")
     await server.serve_forever()
 uvloop.run(main())
 """,
@@ -253,6 +255,15 @@ PRIMARY = """
 import collections
 if cluster.is_primary:
     track_listening()
+    reports = []
+    reported = threading.Event()
+    if REPORTS == 0:
+        reported.set()
+    def on_report(worker, message, handle):
+        reports.append(message)
+        if len(reports) == REPORTS:
+            reported.set()
+    cluster.on("message", on_report)
     workers = [cluster.fork() for _ in range(2)]
     pids = {str(w.pid): w.id for w in workers}
     events = wait_listening(2)
@@ -269,6 +280,9 @@ if cluster.is_primary:
             body = ask(address).decode()
         served[pids[body]] += 1
     out("served", sorted(served.items()))
+    # A worker that reports its server type (uvloop's) does so after it listens: wait for both
+    # reports, or a slow worker is disconnected before it prints its own.
+    assert reported.wait(30), "a worker did not report its server"
     cluster.disconnect()
 else:
 """
@@ -283,9 +297,9 @@ def test_unchanged_server_shares_its_port(tmp_path: Path, server: str, policy: s
     if "uvloop" in server:
         pytest.importorskip("uvloop")
     requests = 20
-    body = PRIMARY.replace("REQUESTS", str(requests)).replace("KIND", repr(kind)) + textwrap.indent(
-        textwrap.dedent(code), "    "
-    )
+    reports = 2 if server.startswith("uvloop") else 0
+    primary = PRIMARY.replace("REQUESTS", str(requests)).replace("KIND", repr(kind))
+    body = primary.replace("REPORTS", str(reports)) + textwrap.indent(textwrap.dedent(code), "    ")
     result = run_cluster(tmp_path, body, env={"PYCLUSTER_SCHED_POLICY": policy}, timeout=60)
     assert result.returncode == 0, result.stdout + result.stderr
     addresses = result.named("addresses")[0][1]
