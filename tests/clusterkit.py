@@ -384,3 +384,16 @@ def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 
             return True
         time.sleep(interval)
     return predicate()
+
+
+def reload_under_load(cluster: Supervised, load: Load, requests: int = 20) -> None:
+    """Once ``load`` has been served ``requests`` times, reload ``cluster`` and wait until it is
+    served as many times more; ``load`` is stopped either way."""
+    try:
+        assert wait_until(lambda: len(load.served) >= requests, timeout=30), load.failures
+        done = cluster.command("reload")
+        assert done.returncode == 0, done.stderr + "".join(cluster.log)
+        served = len(load.served)
+        assert wait_until(lambda: len(load.served) >= served + requests, timeout=30)
+    finally:
+        load.stop()

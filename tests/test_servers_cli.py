@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.clusterkit import Load, Supervised, pid_alive, wait_until
+from tests.clusterkit import Load, Supervised, pid_alive, reload_under_load, wait_until
 from tests.test_supervisor import _connects, cluster_status, free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -141,14 +141,7 @@ def _reload_under_load_then_sigterm(
     assert wait_until(connects, timeout=30), cluster.log
     before = {w["pid"] for w in cluster_status(runtime)["workers"]}  # type: ignore[attr-defined]
     load = start_load()
-    try:
-        assert wait_until(lambda: len(load.served) >= 20, timeout=30), load.failures
-        done = cluster.command("reload")
-        assert done.returncode == 0, done.stderr + "".join(cluster.log)
-        served = len(load.served)
-        assert wait_until(lambda: len(load.served) >= served + 20, timeout=30)
-    finally:
-        load.stop()
+    reload_under_load(cluster, load)
     assert load.failures == [], load.failures[:3]
 
     def pids() -> set[int]:

@@ -17,7 +17,7 @@ from pycluster._commands import FROM_WORKER, decode
 from pycluster._protocol import Frame, Kind
 from pycluster.sharing._grpc import address_of
 from pycluster.sharing._keys import Address
-from tests.clusterkit import LiveCluster, Load, Supervised, pid_alive, wait_until
+from tests.clusterkit import LiveCluster, Load, Supervised, pid_alive, reload_under_load, wait_until
 from tests.test_supervisor import cluster_status, free_port
 
 pytestmark = pytest.mark.timeout(120)
@@ -147,14 +147,7 @@ def test_grpc_server_under_pycluster_run_reload_and_sigterm(tmp_path: Path) -> N
         )
         before = {w["pid"] for w in cluster_status(runtime)["workers"]}  # type: ignore[attr-defined]
         load = Load(port, threads=4, request=request)
-        try:
-            assert wait_until(lambda: len(load.served) >= 20, timeout=30), load.failures
-            done = cluster.command("reload")
-            assert done.returncode == 0, done.stderr + "".join(cluster.log)
-            served = len(load.served)
-            assert wait_until(lambda: len(load.served) >= served + 20, timeout=30)
-        finally:
-            load.stop()
+        reload_under_load(cluster, load)
         # gRPC's own graceful stop fails two kinds of call, both reproduced standalone (two
         # servers on one SO_REUSEPORT port, one stopped with a grace period): those its core
         # had received but not yet handed to Python, CANCELLED (grpc/grpc#41785), and, about
