@@ -38,15 +38,6 @@ _handler_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 _started_by_handlers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
-class _Batch(threading.local):
-    """How deep this thread is in ``run_handlers``."""
-
-    depth = 0
-
-
-_batch = _Batch()
-
-
 def exit_process(code: int, *, wait_for_handlers_threads: bool = False) -> NoReturn:
     """End the process now from any thread: flush output, run atexit handlers, exit ``code``.
 
@@ -73,24 +64,28 @@ def exit_process(code: int, *, wait_for_handlers_threads: bool = False) -> NoRet
 
 
 def run_handlers(call: Callable[[], object]) -> None:
-    """Run event handlers (``call``), noting the non-daemon threads they start.
+    """Run event handlers (``call``). The non-daemon threads they start are noted as they start
+    (``_note_handler_thread``), exactly: a snapshot of ``threading.enumerate()`` around the call
+    also counted threads that other threads started meanwhile (cheroot's pool, started by the
+    main thread as held events were released: the worker then waited for them at exit, forever)."""
+    call()
 
-    Nested calls (a batch of frames read at once is run under one, ``_child`` and
-    ``_primary_worker``) note them once, for the outermost: the thread list is read twice per
-    batch instead of twice per message.
-    """
-    if _batch.depth or threading.current_thread() not in _handler_threads:
-        call()
-        return
-    before = set(threading.enumerate())
-    _batch.depth = 1
-    try:
-        call()
-    finally:
-        _batch.depth = 0
-        for thread in threading.enumerate():
-            if thread not in before and not thread.daemon:
-                _started_by_handlers.add(thread)
+
+_original_start = threading.Thread.start
+
+
+def _note_handler_thread(self: threading.Thread) -> None:
+    if (
+        not self.daemon
+        and self not in _handler_threads
+        and threading.current_thread() in _handler_threads
+    ):
+        _started_by_handlers.add(self)
+    _original_start(self)
+
+
+_note_handler_thread.__doc__ = _original_start.__doc__
+threading.Thread.start = _note_handler_thread  # type: ignore[method-assign]
 
 
 def join_program_threads() -> None:
