@@ -43,7 +43,7 @@ from ._errors import ChannelClosedError, DisconnectedError, PeerGoneError, Proto
 from ._events import EventEmitter
 from ._heartbeat import Heartbeat
 from ._messages import Serialization, decode_user, encode_user
-from ._process import emit_safely, exit_for, exit_process, handler_thread, run_handlers
+from ._process import emit_safely, exit_for, exit_process, handler_thread
 from ._protocol import Frame, Kind
 from ._signals import parse_signal
 from ._spawn import read_markers
@@ -228,7 +228,7 @@ class ChildRuntime:
             return
         self._deferred.extend(frames)
         if self._deferred:
-            run_handlers(self._run_deferred)  # one batch: the handlers' threads noted once
+            self._run_deferred()
 
     def _run_deferred(self) -> None:
         while self._deferred:

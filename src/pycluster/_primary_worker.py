@@ -33,7 +33,7 @@ from ._commands import (
 from ._errors import ChannelClosedError, InvalidTransition, ProtocolError
 from ._lifecycle import transition
 from ._messages import Serialization, decode_user, encode_user
-from ._process import emit_safely, run_handlers
+from ._process import emit_safely
 from ._protocol import Frame, Kind
 from ._signals import exit_status, parse_signal
 from ._worker import Worker, WorkerStats
@@ -190,7 +190,7 @@ class PrimaryWorker(Worker):
         except OSError:
             more, frames = False, []
         if frames:
-            run_handlers(lambda: self._dispatch_all(frames))  # the handlers' threads noted once
+            self._dispatch_all(frames)
         if not more and not channel.closed:
             self._on_channel_closed(peer_gone=True)
         return True

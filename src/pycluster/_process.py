@@ -34,7 +34,7 @@ if TYPE_CHECKING:
 exiting = False
 #: pycluster's handler threads, which report themselves as non-daemon (``handler_thread``).
 _handler_threads: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
-#: Non-daemon threads that the program's handlers started (``run_handlers``).
+#: Non-daemon threads that the program's handlers started (``_note_handler_thread``).
 _started_by_handlers: weakref.WeakSet[threading.Thread] = weakref.WeakSet()
 
 
@@ -63,14 +63,10 @@ def exit_process(code: int, *, wait_for_handlers_threads: bool = False) -> NoRet
         os._exit(code)
 
 
-def run_handlers(call: Callable[[], object]) -> None:
-    """Run event handlers (``call``). The non-daemon threads they start are noted as they start
-    (``_note_handler_thread``), exactly: a snapshot of ``threading.enumerate()`` around the call
-    also counted threads that other threads started meanwhile (cheroot's pool, started by the
-    main thread as held events were released: the worker then waited for them at exit, forever)."""
-    call()
-
-
+#: Which threads a handler started is noted as they start, exactly: a snapshot of
+#: ``threading.enumerate()`` around each handler call also counted threads that other threads
+#: started meanwhile (cheroot's pool, started by the main thread as held events were released:
+#: the worker then waited for them at exit, forever).
 _original_start = threading.Thread.start
 
 
@@ -200,7 +196,7 @@ def emit_safely(emitter: EventEmitter, event: str, *args: Any) -> None:
     """Emit on the runtime's behalf: each failing handler is printed and the rest still run; a
     handler's ``sys.exit()`` ends the process (``_process``)."""
     try:
-        run_handlers(lambda: emitter.emit_isolated(event, args, report_exception))
+        emitter.emit_isolated(event, args, report_exception)
     except Exception:
         report_exception(f"the {event!r} event")
     except (SystemExit, KeyboardInterrupt) as exc:
