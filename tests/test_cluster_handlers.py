@@ -113,6 +113,42 @@ def test_a_timer_set_in_a_disconnect_handler_fires(tmp_path: Path) -> None:
     assert result.named("exit") == [["exit", 0, None]]
 
 
+def test_a_thread_the_main_thread_starts_while_a_handler_runs_is_not_waited_for(
+    tmp_path: Path,
+) -> None:
+    # A server's pool (cheroot's), started by the main thread while a handler ran, was once
+    # counted as the handler's (a snapshot of threading.enumerate() around the call): the worker
+    # then waited for it at its exit, forever.
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            w = cluster.fork()
+            w.on("online", lambda: w.send("go"))
+            w.on("message", lambda m, h: (out("worker says", m), w.disconnect()))
+            cluster.on("exit", lambda worker, code, sig: out("exit", code, sig))
+        else:
+            running = threading.Event()
+            pool_up = threading.Event()
+            def on_message(m, h):
+                running.set()
+                pool_up.wait(20)
+                later = threading.Thread(target=lambda: (time.sleep(0.2), out("handler's thread")))
+                later.start()
+                cluster.worker.send("pool started meanwhile" if pool_up.is_set() else "no pool")
+            cluster.worker.on("message", on_message)
+            running.wait(20)
+            threading.Thread(target=threading.Event().wait, name="pool").start()
+            pool_up.set()
+            threading.Event().wait()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.named("worker says") == [["worker says", "pool started meanwhile"]]
+    assert result.named("handler's thread") == [["handler's thread"]]
+    assert result.named("exit") == [["exit", 0, None]]
+
+
 def test_a_thread_started_by_a_primarys_handler_is_not_a_daemon(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
