@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from pycluster import ProtocolError
@@ -49,3 +51,39 @@ def test_pickle_round_trip_and_refusals() -> None:
 def test_bad_json_payload() -> None:
     with pytest.raises(ProtocolError, match="not JSON"):
         decode_user(Frame(Kind.JSON, b"{"), "json")
+
+
+@pytest.mark.parametrize(
+    "message",
+    [{"a": 1, "b": [True, None]}, 'é\n"', 1.5, float("inf"), {1: "int key"}, 10**40, [], ""],
+)
+def test_json_is_what_json_dumps_writes(message: object) -> None:
+    # The encoder is json's C encoder built once, not JSONEncoder.encode: same bytes.
+    _, payload = encode_user(message, "json")
+    assert payload == json.dumps(message, separators=(",", ":"), ensure_ascii=False).encode()
+
+
+def test_json_refuses_a_circular_message() -> None:
+    looped: list[object] = []
+    looped.append(looped)
+    with pytest.raises(TypeError, match=r"of type list .*circular"):
+        encode_user(looped, "json")
+    shared = [1]
+    assert encode_user([shared, shared], "json")[1] == b"[[1],[1]]"  # shared is not circular
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [(b" 1", 1), (b'{"a": 1} \n', {"a": 1}), (b"\t[ 1 , 2 ]", [1, 2])],
+)
+def test_json_from_a_peer_may_have_white_space(payload: bytes, expected: object) -> None:
+    assert decode_user(Frame(Kind.JSON, payload), "json") == expected
+
+
+@pytest.mark.parametrize(
+    ("payload", "message"),
+    [(b"", "Expecting value"), (b"[1] [2]", "Extra data"), (b"1 x", "Extra data")],
+)
+def test_bad_json_says_what_is_wrong(payload: bytes, message: str) -> None:
+    with pytest.raises(ProtocolError, match=rf"not JSON .*{message}"):
+        decode_user(Frame(Kind.JSON, payload), "json")

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import struct
+from collections.abc import Callable
+from functools import partial
 
 import pytest
 from hypothesis import given, settings
@@ -58,23 +60,33 @@ def _collect(decoder: FrameDecoder) -> list[Frame]:
         out.append(event)
 
 
-def _feed_whole(data: bytes, fds: list[int]) -> tuple[FrameDecoder, list[Frame]]:
+def _feed_whole(
+    data: bytes, fds: list[int], collect: Callable[[FrameDecoder], list[Frame]] = _collect
+) -> tuple[FrameDecoder, list[Frame]]:
     decoder = FrameDecoder()
     decoder.receive_data(data, fds)
-    return decoder, _collect(decoder)
+    return decoder, collect(decoder)
 
 
-def _feed_bytewise(data: bytes, fds: list[int]) -> tuple[FrameDecoder, list[Frame]]:
+def _feed_bytewise(
+    data: bytes, fds: list[int], collect: Callable[[FrameDecoder], list[Frame]] = _collect
+) -> tuple[FrameDecoder, list[Frame]]:
     # Descriptors arrive with the first byte of the write that carried them: here, the first.
     decoder = FrameDecoder()
     frames: list[Frame] = []
     for i in range(len(data)):
         decoder.receive_data(data[i : i + 1], fds if i == 0 else ())
-        frames += _collect(decoder)
+        frames += collect(decoder)
     return decoder, frames
 
 
-FEEDERS = [pytest.param(_feed_whole, id="whole"), pytest.param(_feed_bytewise, id="bytewise")]
+FEEDERS = [
+    pytest.param(_feed_whole, id="whole"),
+    pytest.param(_feed_bytewise, id="bytewise"),
+    # next_frames, the I/O layer's batch: the same frames and the same errors as next_event.
+    pytest.param(partial(_feed_whole, collect=FrameDecoder.next_frames), id="whole-batch"),
+    pytest.param(partial(_feed_bytewise, collect=FrameDecoder.next_frames), id="bytewise-batch"),
+]
 
 
 @pytest.mark.parametrize("feed", FEEDERS)
@@ -248,3 +260,36 @@ def test_mutated_streams_never_hang_or_crash(frames: list, position: int, junk: 
     except RemoteProtocolError:
         return
     assert all(isinstance(f, Frame) for f in decoded)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from(list(Kind)),
+            st.binary(max_size=40),
+            st.integers(min_value=0, max_value=2),
+        ),
+        max_size=10,
+    ),
+    st.integers(min_value=1, max_value=50),
+    st.binary(max_size=6),
+)
+def test_next_frames_is_next_event_in_a_loop(frames: list, chunk: int, tail: bytes) -> None:  # type: ignore[type-arg]
+    data = b"".join(encode_frame(k, p, nfds) for k, p, nfds in frames) + tail
+    fds = list(range(100, 100 + sum(nfds for _, _, nfds in frames)))
+
+    def run(collect: Callable[[FrameDecoder], list[Frame]]) -> tuple[list[Frame], str]:
+        decoder = FrameDecoder(max_payload=30)  # some payloads are over it
+        got: list[Frame] = []
+        try:
+            for i in range(0, len(data), chunk):
+                decoder.receive_data(data[i : i + chunk], fds if i == 0 else ())
+                got += collect(decoder)
+            decoder.receive_data(b"")
+            got += collect(decoder)
+        except RemoteProtocolError as exc:
+            return got, str(exc)
+        return got, ""
+
+    assert run(FrameDecoder.next_frames) == run(_collect)

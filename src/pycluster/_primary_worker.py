@@ -34,7 +34,7 @@ from ._errors import ChannelClosedError, InvalidTransition, ProtocolError
 from ._lifecycle import transition
 from ._messages import Serialization, decode_user, encode_user
 from ._process import emit_safely
-from ._protocol import Frame, Kind
+from ._protocol import COMMAND, Frame, Kind
 from ._signals import exit_status, parse_signal
 from ._worker import Worker, WorkerStats
 from .sharing._keys import Address
@@ -118,7 +118,8 @@ class PrimaryWorker(Worker):
     # -- loop side -------------------------------------------------------------------------
 
     def _queue(self, kind: Kind, payload: bytes, handles: tuple[socket.socket, ...] = ()) -> None:
-        if self._loop.in_loop_thread() and not handles:  # (a bad handle raises from queue)
+        in_loop = self._loop.in_loop_thread()
+        if in_loop and not handles:  # (a bad handle raises from queue)
             channel = self._channel
             try:
                 done = channel.send(kind, payload)  # at once when nothing waits
@@ -129,7 +130,7 @@ class PrimaryWorker(Worker):
             self._loop.set_writer(channel.fd, None if done else self._flush)
             return
         self._channel.queue(kind, payload, handles)
-        if self._loop.in_loop_thread():
+        if in_loop:
             self._flush()
         elif not self._flush_scheduled:
             self._flush_scheduled = True
@@ -206,7 +207,7 @@ class PrimaryWorker(Worker):
                 return
 
     def _dispatch(self, frame: Frame) -> None:
-        if frame.kind is Kind.COMMAND:
+        if frame.kind is COMMAND:
             for fd in frame.fds:
                 os.close(fd)
             self._on_command(decode(frame, FROM_WORKER))
