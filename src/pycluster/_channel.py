@@ -17,10 +17,14 @@ from collections.abc import Sequence
 from ._errors import DisconnectedError, PeerGoneError, ProtocolError
 from ._protocol import (
     DEFAULT_MAX_PAYLOAD,
+    HEADER,
+    MAGIC,
     MAX_FDS,
+    VERSION,
     Frame,
     FrameDecoder,
     Kind,
+    LocalProtocolError,
     RemoteProtocolError,
     encode_frame,
 )
@@ -34,6 +38,7 @@ _ANCILLARY_SPACE = socket.CMSG_SPACE(_MAX_FDS_PER_SEND * _INT_SIZE)
 _RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 _MSG_CTRUNC = int(socket.MSG_CTRUNC)  # an int: the enum's & costs a microsecond a read
 
+_pack_header = HEADER.pack
 Handle = socket.socket | int
 #: The descriptors of a frame without any (shared: never changed, only replaced).
 _NO_FDS: list[int] = []
@@ -98,7 +103,9 @@ class Channel:
         if handles:
             self.queue(kind, payload, handles)
             return self.flush()
-        data = encode_frame(kind, payload)
+        if type(kind) is not Kind:
+            raise LocalProtocolError(f"kind must be a Kind, not {kind!r}")
+        data = _pack_header(MAGIC, VERSION, kind, 0, len(payload)) + payload  # encode_frame's
         with self.lock:
             # Closed, or frames queued before it: the general path keeps the order and raises
             # the right error.
@@ -173,7 +180,7 @@ class Channel:
         size, ancdata, flags, _ = self.sock.recvmsg_into(
             [self._recv_buffer], _ANCILLARY_SPACE, _RECV_FLAGS
         )
-        fds = fds_from_ancillary(ancdata)
+        fds = fds_from_ancillary(ancdata) if ancdata else []
         if flags & _MSG_CTRUNC:
             for fd in fds:
                 os.close(fd)

@@ -226,7 +226,12 @@ class ChildRuntime:
                 if not self._take_reply(frame):
                     self._deferred.append(frame)
             return
-        self._deferred.extend(frames)
+        if self._deferred:  # frames held by a nested read came first
+            self._deferred.extend(frames)
+        else:
+            # (what a handler's nested read holds meanwhile came after these)
+            for frame in frames:
+                self._on_frame(frame)
         if self._deferred:
             self._run_deferred()
 
@@ -267,7 +272,11 @@ class ChildRuntime:
             for fd in frame.fds:
                 os.close(fd)
             raise
-        self._deliver("message", (message, handle_from_fds(frame.fds)))
+        handle = handle_from_fds(frame.fds) if frame.fds else None
+        if self._held is None:  # the gate is open and what it held is out: straight to them
+            emit_safely(self.worker, "message", message, handle)
+        else:
+            self._deliver("message", (message, handle))
 
     def _deliver(self, event: str, args: tuple[Any, ...]) -> None:
         """Run ``event``'s handlers on the reader thread, or hold it while the gate is shut.

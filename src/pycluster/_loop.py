@@ -1,4 +1,4 @@
-"""The primary's event loop: one thread, a selector, and a queue of callbacks.
+"""The primary's event loop: one thread, a poller (epoll; poll elsewhere), a queue of callbacks.
 
 Everything that touches a worker's channel or emits a cluster event runs here, so handlers run one
 at a time, in order. Other threads hand work over with ``call_soon`` (or ``run_sync`` when they need
@@ -8,11 +8,11 @@ the result). Deliberately smaller than asyncio: the dispatch path stays a handfu
 from __future__ import annotations
 
 import os
-import selectors
+import select
 import threading
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ._process import call_safely, handler_thread
 
@@ -20,24 +20,42 @@ if TYPE_CHECKING:
     import concurrent.futures
 
 T = TypeVar("T")
-Callback = Callable[[], None]
+Callback = Callable[[], object]  # (what it returns is ignored)
 
-#: Callbacks run per turn before the selector is polled again (keeps I/O from starving).
+#: Callbacks run per turn before the poller is polled again (keeps I/O from starving).
 _MAX_CALLBACKS_PER_TURN = 10_000
+_READABLE = select.POLLIN | select.POLLERR | select.POLLHUP | select.POLLNVAL
+_WRITABLE = select.POLLOUT | select.POLLERR | select.POLLHUP | select.POLLNVAL
+
+
+class _Poller(Protocol):
+    """What the loop uses of ``select.epoll`` and ``select.poll`` (their poll(None) blocks, and
+    their event bits are poll's)."""
+
+    def register(self, fd: int, eventmask: int) -> None: ...
+    def modify(self, fd: int, eventmask: int) -> None: ...
+    def unregister(self, fd: int) -> None: ...
+    def poll(self, timeout: float | None = None) -> list[tuple[int, int]]: ...
 
 
 class Loop:
-    """A selector loop on a daemon thread; ``add_reader``/``set_writer`` only from that thread."""
+    """A poll loop on a daemon thread; ``add_reader``/``set_writer`` only from that thread."""
 
     def __init__(self, name: str = "pycluster-primary") -> None:
-        self._selector = selectors.DefaultSelector()
+        # epoll or poll directly, with the callbacks in a dict of its own: selectors costs five
+        # Python calls per key lookup, and the loop looks one up for every message it sends.
+        self._poller: _Poller = select.epoll() if hasattr(select, "epoll") else select.poll()
+        #: Per descriptor: [reader, writer] (a list: replaced in place as they change).
+        self._callbacks: dict[int, list[Callback | None]] = {}
         self._ready: deque[Callback] = deque()
         self._wake_r, self._wake_w = os.pipe()
         os.set_blocking(self._wake_r, False)
         os.set_blocking(self._wake_w, False)
-        self._selector.register(self._wake_r, selectors.EVENT_READ, (self._drain_wakeups, None))
+        self._set(self._wake_r, self._drain_wakeups, 0)
         self._thread = handler_thread(self._run, name)
-        self._ident: int | None = None  # the loop thread's, once it runs
+        #: The loop thread's ``threading.get_ident()`` once it runs (for hot paths that compare
+        #: it themselves).
+        self.ident: int | None = None
         self._started = False
         self._start_lock = threading.Lock()
 
@@ -52,7 +70,7 @@ class Loop:
         return self._started
 
     def in_loop_thread(self) -> bool:
-        return threading.get_ident() == self._ident  # (current_thread() costs 4 times more)
+        return threading.get_ident() == self.ident  # (current_thread() costs 4 times more)
 
     def call_soon(self, fn: Callable[..., Any], *args: Any) -> None:
         """Run ``fn(*args)`` on the loop thread, after what is already queued; any thread."""
@@ -91,28 +109,28 @@ class Loop:
         self._set(fd, callback, 1)
 
     def _set(self, fd: int, callback: Callback | None, slot: int) -> None:
-        try:
-            key = self._selector.get_key(fd)
-        except KeyError:
+        pair = self._callbacks.get(fd)
+        if pair is None:
             if callback is None:
                 return
-            pair: list[Callback | None] = [None, None]
+            pair = [None, None]
             pair[slot] = callback
-            self._selector.register(fd, self._events(pair), pair)
+            self._poller.register(fd, self._events(pair))
+            self._callbacks[fd] = pair
             return
-        pair = key.data
         if pair[slot] == callback:
             return  # unchanged: the common case of a writer cleared after every flush
         pair[slot] = callback
         events = self._events(pair)
         if events:
-            self._selector.modify(fd, events, pair)
+            self._poller.modify(fd, events)
         else:
-            self._selector.unregister(fd)
+            del self._callbacks[fd]
+            self._poller.unregister(fd)
 
     @staticmethod
     def _events(pair: list[Callback | None]) -> int:
-        return (selectors.EVENT_READ if pair[0] else 0) | (selectors.EVENT_WRITE if pair[1] else 0)
+        return (select.POLLIN if pair[0] else 0) | (select.POLLOUT if pair[1] else 0)
 
     def _drain_wakeups(self) -> None:
         try:
@@ -122,22 +140,23 @@ class Loop:
             pass
 
     def _run(self) -> None:
-        self._ident = threading.get_ident()
-        select = self._selector.select
+        self.ident = threading.get_ident()
+        poll = self._poller.poll
+        callbacks = self._callbacks
         ready = self._ready
         while True:
-            for key, mask in select(0 if ready else None):
-                reader, writer = key.data
-                if mask & selectors.EVENT_READ and reader is not None:
-                    self._call(reader)
+            for fd, mask in poll(0 if ready else None):
+                pair = callbacks.get(fd)
+                if pair is None:
+                    continue  # unregistered by a callback of this same turn
+                reader, writer = pair
+                # An error or hang-up wakes both, as selectors does: each sees it on its call.
+                if mask & _READABLE and reader is not None:
+                    call_safely(reader)
                 # The reader may have unregistered the writer meanwhile.
-                if mask & selectors.EVENT_WRITE and writer is not None and key.data[1] is writer:
-                    self._call(writer)
+                if mask & _WRITABLE and writer is not None and pair[1] is writer:
+                    call_safely(writer)
             for _ in range(_MAX_CALLBACKS_PER_TURN):
                 if not ready:
                     break
-                self._call(ready.popleft())
-
-    @staticmethod
-    def _call(fn: Callback) -> None:
-        call_safely(fn)
+                call_safely(ready.popleft())

@@ -42,31 +42,12 @@ def _c_encoder() -> Callable[[object, int], Sequence[str]] | None:
 
 
 _c_encode = _c_encoder()
+_encode_str: Callable[[str], str] = json.encoder.encode_basestring
 #: The C scanner behind ``JSONDecoder.decode``, without its two whitespace regex matches.
 _scan_once: Callable[[str, int], tuple[object, int]] = json.scanner.make_scanner(
     cast(Any, _DECODER)  # (typeshed types the argument as a scanner)
 )
 SERIALIZATIONS: tuple[Serialization, ...] = ("json", "pickle")
-
-
-def _encode_json(message: object) -> str:
-    if _c_encode is None:
-        return _ENCODER.encode(message)
-    try:
-        chunks = _c_encode(message, 0)
-    except RecursionError:
-        raise ValueError("circular reference, or nested too deeply") from None
-    return chunks[0] if len(chunks) == 1 else "".join(chunks)
-
-
-def _decode_json(text: str) -> object:
-    try:
-        value, end = _scan_once(text, 0)
-    except StopIteration:
-        end = -1
-    if end != len(text):  # leading or trailing space, or not JSON: the full decoder says which
-        return _DECODER.decode(text)
-    return value
 
 
 def encode_user(message: object, serialization: Serialization) -> tuple[Kind, bytes]:
@@ -79,21 +60,39 @@ def encode_user(message: object, serialization: Serialization) -> tuple[Kind, by
                 f"message of type {type(message).__name__} cannot be pickled: {exc}"
             ) from None
     try:
-        text = _encode_json(message)
+        if type(message) is str:
+            text = _encode_str(message)  # what JSONEncoder.encode does first, too
+        elif _c_encode is None:
+            text = _ENCODER.encode(message)
+        else:
+            chunks = _c_encode(message, 0)
+            text = chunks[0] if len(chunks) == 1 else "".join(chunks)
+    except RecursionError:
+        raise _not_json(message, "circular reference, or nested too deeply") from None
     except (TypeError, ValueError) as exc:
-        raise TypeError(
-            f"message of type {type(message).__name__} is not JSON-serializable ({exc}); "
-            "send plain dicts, lists, strings, numbers, booleans and None, "
-            "or fork with serialization='pickle'"
-        ) from None
+        raise _not_json(message, str(exc)) from None
     return JSON, text.encode()
+
+
+def _not_json(message: object, why: str) -> TypeError:
+    return TypeError(
+        f"message of type {type(message).__name__} is not JSON-serializable ({why}); "
+        "send plain dicts, lists, strings, numbers, booleans and None, "
+        "or fork with serialization='pickle'"
+    )
 
 
 def decode_user(frame: Frame, serialization: Serialization) -> object:
     """The user message in ``frame``; ``ProtocolError`` if it is malformed or not allowed."""
     if frame.kind is JSON:
         try:
-            return _decode_json(frame.payload.decode())
+            text = frame.payload.decode()
+            try:
+                value, end = _scan_once(text, 0)
+            except StopIteration:
+                end = -1
+            # Leading or trailing space, or not JSON: the full decoder says which.
+            return value if end == len(text) else _DECODER.decode(text)
         except (ValueError, UnicodeDecodeError) as exc:
             raise ProtocolError(f"bad message: payload is not JSON ({exc})") from None
     if frame.kind is PICKLE:

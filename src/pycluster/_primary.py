@@ -222,7 +222,8 @@ class Primary:
 
     def emit_pair(self, worker: PrimaryWorker, event: str, *args: Any) -> None:
         """Emit on the worker, then on the cluster (with the worker first), as Node does."""
-        emit_safely(worker, event, *args)
+        if worker.listener_count(event):  # (mostly none: the cluster's handlers do the work)
+            emit_safely(worker, event, *args)
         emit_safely(self.emitter, event, worker, *args)
 
     # -- keeping the process alive ------------------------------------------------------------

@@ -12,6 +12,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
@@ -61,6 +62,7 @@ class PrimaryWorker(Worker):
         self._channel = channel
         self._serialization: Serialization = serialization
         self._flush_scheduled = False
+        self._writable_wanted = False
         self._exited = False
         self._connected = True
         self._disconnect_asked = False
@@ -118,16 +120,16 @@ class PrimaryWorker(Worker):
     # -- loop side -------------------------------------------------------------------------
 
     def _queue(self, kind: Kind, payload: bytes, handles: tuple[socket.socket, ...] = ()) -> None:
-        in_loop = self._loop.in_loop_thread()
+        in_loop = threading.get_ident() == self._loop.ident
         if in_loop and not handles:  # (a bad handle raises from queue)
-            channel = self._channel
             try:
-                done = channel.send(kind, payload)  # at once when nothing waits
+                done = self._channel.send(kind, payload)  # at once when nothing waits
             except OSError:
                 # The worker closed its end; reading will see the end of stream.
-                self._loop.set_writer(channel.fd, None)
+                self._want_writable(False)
                 return
-            self._loop.set_writer(channel.fd, None if done else self._flush)
+            if not done or self._writable_wanted:
+                self._want_writable(not done)
             return
         self._channel.queue(kind, payload, handles)
         if in_loop:
@@ -145,9 +147,15 @@ class PrimaryWorker(Worker):
             done = channel.flush()
         except OSError:
             # The worker closed its end; reading will see the end of stream.
-            self._loop.set_writer(channel.fd, None)
+            self._want_writable(False)
             return
-        self._loop.set_writer(channel.fd, None if done else self._flush)
+        self._want_writable(not done)
+
+    def _want_writable(self, wanted: bool) -> None:
+        """Have the loop call ``_flush`` when the channel is writable, or no longer."""
+        if wanted != self._writable_wanted:
+            self._writable_wanted = wanted
+            self._loop.set_writer(self._channel.fd, self._flush if wanted else None)
 
     def _ping(self) -> None:
         if not self._connected:
@@ -168,15 +176,9 @@ class PrimaryWorker(Worker):
             last_beat=time.monotonic(),
         )
 
-    def on_readable(self) -> None:
-        """The channel is readable (the loop calls this)."""
-        self._read_once()
-
-    def _read_once(self) -> bool:
-        """One read from the channel and the dispatch of what it completed.
-
-        False when there was nothing to read (the socket would block), True otherwise.
-        """
+    def on_readable(self) -> bool:
+        """The channel is readable (the loop calls this): one read, and the dispatch of what it
+        completed. False when there was nothing to read (the socket would block)."""
         channel = self._channel
         if channel.closed:
             return True
@@ -218,7 +220,7 @@ class PrimaryWorker(Worker):
             for fd in frame.fds:
                 os.close(fd)
             raise
-        handle = handle_from_fds(frame.fds)
+        handle = handle_from_fds(frame.fds) if frame.fds else None
         self._primary.emit_pair(self, "message", message, handle)
 
     def _on_listening(self, address: Address) -> None:
@@ -282,7 +284,7 @@ class PrimaryWorker(Worker):
             return
         self._connected = False
         self._loop.remove_reader(self._channel.fd)
-        self._loop.set_writer(self._channel.fd, None)
+        self._want_writable(False)
         self._channel.close(peer_gone=peer_gone and not self._disconnect_asked)
         self.state = transition(self.state, "disconnect")
         self.exited_after_disconnect = bool(self.exited_after_disconnect)
@@ -311,5 +313,5 @@ class PrimaryWorker(Worker):
         Stops early if the channel would block: then some other process still holds the worker's
         end, and the channel is closed regardless.
         """
-        while self._connected and self._read_once():
+        while self._connected and self.on_readable():
             pass

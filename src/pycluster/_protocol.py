@@ -150,6 +150,7 @@ class FrameDecoder:
         unpack = HEADER.unpack_from
         kinds = _KINDS
         limit = self.max_payload
+        new_frame = tuple.__new__  # Frame(...) would run the NamedTuple's __new__ in Python
         while True:
             if self._error is None and self._header is None:
                 buf = self._buf
@@ -171,9 +172,13 @@ class FrameDecoder:
                         ):
                             break
                         pos = start + length
-                        append(Frame(known, bytes(view[start:pos])))
+                        append(new_frame(Frame, (known, bytes(view[start:pos]), ())))
                 finally:
                     view.release()
+                if pos == end and not self._eof:  # all of it: nothing for the slow path
+                    buf.clear()
+                    self._pos = 0
+                    return frames
                 self._pos = pos
             event = self.next_event()
             if event is NEED_DATA or event is EOF:
