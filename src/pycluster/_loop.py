@@ -156,7 +156,8 @@ class Loop:
                 # The reader may have unregistered the writer meanwhile.
                 if mask & _WRITABLE and writer is not None and pair[1] is writer:
                     call_safely(writer)
-            for _ in range(_MAX_CALLBACKS_PER_TURN):
-                if not ready:
-                    break
-                call_safely(ready.popleft())
+            if ready:  # (a range object per turn is not free)
+                for _ in range(_MAX_CALLBACKS_PER_TURN):
+                    if not ready:
+                        break
+                    call_safely(ready.popleft())

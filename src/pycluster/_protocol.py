@@ -67,6 +67,8 @@ class Frame(NamedTuple):
 #: The kinds as plain names for the per-frame comparisons: on Python 3.11 ``Kind.JSON`` is a
 #: descriptor call (~100 ns).
 COMMAND, JSON, PICKLE = Kind.COMMAND, Kind.JSON, Kind.PICKLE
+_unpack_header = HEADER.unpack_from
+_new_tuple = tuple.__new__
 #: Kind by its byte (faster than ``Kind(byte)`` on the hot path).
 _KINDS = {kind.value: kind for kind in Kind}
 
@@ -146,11 +148,7 @@ class FrameDecoder:
         other goes through ``next_event``, which raises ``RemoteProtocolError`` as it does.
         """
         frames: list[Frame] = []
-        append = frames.append
-        unpack = HEADER.unpack_from
-        kinds = _KINDS
         limit = self.max_payload
-        new_frame = tuple.__new__  # Frame(...) would run the NamedTuple's __new__ in Python
         while True:
             if self._error is None and self._header is None:
                 buf = self._buf
@@ -159,9 +157,9 @@ class FrameDecoder:
                 view = memoryview(buf)  # one copy of each payload, not two
                 try:
                     while end - pos >= HEADER_SIZE:
-                        magic, version, kind, nfds, length = unpack(buf, pos)
+                        magic, version, kind, nfds, length = _unpack_header(buf, pos)
                         start = pos + HEADER_SIZE
-                        known = kinds.get(kind)
+                        known = _KINDS.get(kind)
                         if (
                             magic != MAGIC
                             or version != VERSION
@@ -172,7 +170,8 @@ class FrameDecoder:
                         ):
                             break
                         pos = start + length
-                        append(new_frame(Frame, (known, bytes(view[start:pos]), ())))
+                        # (Frame(...) would run the NamedTuple's __new__, in Python)
+                        frames.append(_new_tuple(Frame, (known, bytes(view[start:pos]), ())))
                 finally:
                     view.release()
                 if pos == end and not self._eof:  # all of it: nothing for the slow path
@@ -184,7 +183,7 @@ class FrameDecoder:
             if event is NEED_DATA or event is EOF:
                 return frames
             assert isinstance(event, Frame)
-            append(event)
+            frames.append(event)
 
     def take_unclaimed_fds(self) -> list[int]:
         """Descriptors received that no returned frame claimed (to be closed by the caller)."""
