@@ -55,6 +55,33 @@ def test_a_write_that_does_not_fit_is_queued_and_order_is_kept(
     assert got[2] == b"3"
 
 
+def test_large_payloads_written_beside_their_header_arrive_whole_with_their_handles(
+    pair: tuple[Channel, Channel],
+) -> None:
+    # From 64 KiB on a payload is not copied behind its header (two buffers, maybe two writes).
+    sender, receiver = pair
+    sizes = [0, 65_535, 65_536, 1 << 20, 3, 5 << 20, 70_000]
+    payloads = [bytes([i]) * size + str(i).encode() for i, size in enumerate(sizes)]
+    r, w = socket.socketpair()
+    with r, w:
+        for i, payload in enumerate(payloads):
+            sender.send(Kind.JSON, payload, [r] if i % 3 == 1 else [])
+        frames = []
+        while sender.has_pending or len(frames) < len(payloads):
+            try:
+                receiver.receive()
+            except BlockingIOError:
+                pass
+            frames += receiver.frames()
+            sender.flush()
+    assert [frame.payload for frame in frames] == payloads
+    assert [len(frame.fds) for frame in frames] == [1 if i % 3 == 1 else 0 for i in range(7)]
+    for frame in frames:
+        for fd in frame.fds:
+            with socket.socket(fileno=fd) as received:
+                assert received.type == socket.SOCK_STREAM
+
+
 def test_a_handle_goes_the_queued_way_with_its_descriptor(pair: tuple[Channel, Channel]) -> None:
     sender, receiver = pair
     r, w = socket.socketpair()

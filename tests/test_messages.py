@@ -55,7 +55,12 @@ def test_bad_json_payload() -> None:
 
 @pytest.mark.parametrize(
     "message",
-    [{"a": 1, "b": [True, None]}, 'é\n"', 1.5, float("inf"), {1: "int key"}, 10**40, [], ""],
+    [
+        *({"a": 1, "b": [True, None]}, 'é\n"', 1.5, float("inf"), {1: "int key"}, 10**40, [], ""),
+        # Long strings: only quoted when nothing in them needs escaping.
+        *("x" * 5000 + c for c in ('"', "\\", "\n", "\x00", "\x1f", "\x7f", "é", "\u2028", "")),
+        {"k" * 5000: ["y" * 5000, "z" * 4095 + "\t"]},
+    ],
 )
 def test_json_is_what_json_dumps_writes(message: object) -> None:
     # The encoder is json's C encoder built once, not JSONEncoder.encode: same bytes.

@@ -27,6 +27,7 @@ from ._protocol import (
     LocalProtocolError,
     RemoteProtocolError,
     encode_frame,
+    encode_header,
 )
 
 RECV_SIZE = 256 * 1024
@@ -39,6 +40,8 @@ _RECV_FLAGS = getattr(socket, "MSG_CMSG_CLOEXEC", 0)
 _MSG_CTRUNC = int(socket.MSG_CTRUNC)  # an int: the enum's & costs a microsecond a read
 
 _pack_header = HEADER.pack
+#: Payloads from this size on are written beside their header, not copied behind it.
+_COPY_LIMIT = 64 * 1024
 Handle = socket.socket | int
 #: The descriptors of a frame without any (shared: never changed, only replaced).
 _NO_FDS: list[int] = []
@@ -85,7 +88,10 @@ class Channel:
         """Append one frame to the write queue (duplicating ``handles``); any thread."""
         if len(handles) > MAX_FDS:
             raise ValueError(f"a message carries at most {MAX_FDS} handles, not {len(handles)}")
-        data = encode_frame(kind, payload, len(handles))
+        if len(payload) < _COPY_LIMIT:
+            first, rest = encode_frame(kind, payload, len(handles)), b""
+        else:
+            first, rest = encode_header(kind, len(payload), len(handles)), payload
         with self.lock:
             if self.closed:
                 if self.peer_gone:
@@ -93,9 +99,11 @@ class Channel:
                 raise DisconnectedError("the channel was closed by this side")
             if handles:
                 fds = [os.dup(h if isinstance(h, int) else h.fileno()) for h in handles]
-                self._out.append(_Pending(data, fds))
+                self._out.append(_Pending(first, fds))  # (the descriptors go with its header)
             else:
-                self._out.append(_Pending(data, _NO_FDS))
+                self._out.append(_Pending(first, _NO_FDS))
+            if rest:
+                self._out.append(_Pending(rest, _NO_FDS))
 
     def send(self, kind: Kind, payload: bytes, handles: Sequence[Handle] = ()) -> bool:
         """``queue`` then ``flush``, in one: a frame without handles and with nothing queued
@@ -105,6 +113,9 @@ class Channel:
             return self.flush()
         if type(kind) is not Kind:
             raise LocalProtocolError(f"kind must be a Kind, not {kind!r}")
+        if len(payload) >= _COPY_LIMIT:  # header and payload as two buffers: not copied
+            self.queue(kind, payload)
+            return self.flush()
         data = _pack_header(MAGIC, VERSION, kind, 0, len(payload)) + payload  # encode_frame's
         with self.lock:
             # Closed, or frames queued before it: the general path keeps the order and raises

@@ -83,11 +83,17 @@ class RemoteProtocolError(ProtocolError):
 
 def encode_frame(kind: Kind, payload: bytes, nfds: int = 0) -> bytes:
     """The bytes of one frame; its ``nfds`` descriptors go beside them in the same write."""
+    return encode_header(kind, len(payload), nfds) + payload
+
+
+def encode_header(kind: Kind, length: int, nfds: int = 0) -> bytes:
+    """The header of a frame whose payload of ``length`` bytes follows (unless the caller writes
+    it separately, to save a copy of a large one)."""
     if not isinstance(kind, Kind):
         raise LocalProtocolError(f"kind must be a Kind, not {kind!r}")
     if not 0 <= nfds <= MAX_FDS:
         raise LocalProtocolError(f"a frame carries 0 to {MAX_FDS} descriptors, not {nfds}")
-    return HEADER.pack(MAGIC, VERSION, kind, nfds, len(payload)) + payload
+    return HEADER.pack(MAGIC, VERSION, kind, nfds, length)
 
 
 class FrameDecoder:
