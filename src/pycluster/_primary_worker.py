@@ -199,29 +199,27 @@ class PrimaryWorker(Worker):
         return True
 
     def _dispatch_all(self, frames: list[Frame]) -> None:
+        channel = self._channel
         for frame in frames:
-            if self._channel.closed:
+            if channel.closed:
                 return
             try:
-                self._dispatch(frame)
+                if frame.kind is COMMAND:
+                    for fd in frame.fds:
+                        os.close(fd)
+                    self._on_command(decode(frame, FROM_WORKER))
+                    continue
+                try:
+                    message = decode_user(frame, self._serialization)
+                except ProtocolError:
+                    for fd in frame.fds:
+                        os.close(fd)
+                    raise
+                handle = handle_from_fds(frame.fds) if frame.fds else None
+                self._primary.emit_pair(self, "message", message, handle)
             except ProtocolError as exc:
                 self._protocol_error(exc)
                 return
-
-    def _dispatch(self, frame: Frame) -> None:
-        if frame.kind is COMMAND:
-            for fd in frame.fds:
-                os.close(fd)
-            self._on_command(decode(frame, FROM_WORKER))
-            return
-        try:
-            message = decode_user(frame, self._serialization)
-        except ProtocolError:
-            for fd in frame.fds:
-                os.close(fd)
-            raise
-        handle = handle_from_fds(frame.fds) if frame.fds else None
-        self._primary.emit_pair(self, "message", message, handle)
 
     def _on_listening(self, address: Address) -> None:
         if self.state in ("online", "listening"):
