@@ -9,7 +9,6 @@ The rows of docs/servers.md that say "tested" are these.
 from __future__ import annotations
 
 import os
-import textwrap
 from pathlib import Path
 
 import pytest
@@ -19,23 +18,6 @@ from tests.clusterkit import run_cluster
 pytestmark = pytest.mark.timeout(120)
 
 POLICIES = ["rr", "none", "reuseport"]
-
-WSGI_APP = """
-def app(environ, start_response):
-    body = str(os.getpid()).encode()
-    start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
-    return [body]
-"""
-
-ASGI_APP = """
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    body = str(os.getpid()).encode()
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"content-length", str(len(body)).encode())]})
-    await send({"type": "http.response.body", "body": body})
-"""
 
 # name: (module to import first, client kind, the app under tests/apps/servers, run as
 # ``python APP HOST`` with HOST "127.0.0.1" or "::1")
@@ -92,7 +74,6 @@ if cluster.is_primary:
         served[pids[body]] += 1
     out("served", sorted(served.items()))
     cluster.disconnect()
-else:
 """
 
 
@@ -101,35 +82,25 @@ else:
 @pytest.mark.parametrize("server", list(SERVERS))
 def test_real_server(tmp_path: Path, server: str, policy: str, host: str) -> None:
     module, kind, app = SERVERS[server]
-    serve_and_check(tmp_path, module, kind, None, policy, app=[str(APPS / app), host])
+    serve_and_check(tmp_path, module, kind, policy, [str(APPS / app), host])
 
 
 def serve_and_check(
-    tmp_path: Path,
-    module: str,
-    kind: str,
-    code: str | None,
-    policy: str,
-    *,
-    unix: bool = False,
-    app: list[str] | None = None,
+    tmp_path: Path, module: str, kind: str, policy: str, app: list[str], *, unix: bool = False
 ) -> None:
-    """Run ``code`` (or the ``app`` command line: a tests/apps module and its arguments) in 2
-    workers under ``policy``; every request answered, both workers exit 0."""
+    """Run the ``app`` command line (a tests/apps module and its arguments) in 2 workers under
+    ``policy``; every request answered, both workers exit 0."""
     __import__(module)  # a test dependency: missing, the test fails
     requests = 12
     primary = PRIMARY.replace("REQUESTS", str(requests)).replace("KIND", repr(kind))
     if unix:
         primary = primary.replace("address = tuple(events[0][1][:2])", "address = events[0][1][0]")
-    env = {"PYCLUSTER_SCHED_POLICY": policy}
-    if app is not None:
-        setup = f"    cluster.setup_primary(exec={app[0]!r}, args={app[1:]!r})\n"
-        body = primary.replace("    track_listening()\n", setup + "    track_listening()\n")
-        body = body.removesuffix("else:\n") + "\n"
-        env["PYTHONPATH"] = os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])
-    else:
-        assert code is not None
-        body = primary + textwrap.indent(textwrap.dedent(code), "    ")
+    setup = f"    cluster.setup_primary(exec={app[0]!r}, args={app[1:]!r})\n"
+    body = primary.replace("    track_listening()\n", setup + "    track_listening()\n")
+    env = {
+        "PYCLUSTER_SCHED_POLICY": policy,
+        "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")]),
+    }
     result = run_cluster(tmp_path, body, env=env, timeout=90)
     assert result.returncode == 0, result.stdout + result.stderr
     served = dict(result.named("served")[0][1])
@@ -141,124 +112,23 @@ def serve_and_check(
 # The same servers on a Unix path ("app.sock" in the cluster's directory): each removes a stale
 # socket file before it binds, which took the cluster's path away before (docs/sharing.md).
 UNIX_SERVERS: dict[str, tuple[str, str, str]] = {
-    "aiohttp web.run_app(path=)": (
-        "aiohttp",
-        "http",
-        """
-from aiohttp import web
-async def pid(request):
-    return web.Response(text=str(os.getpid()))
-app = web.Application()
-app.router.add_get("/", pid)
-web.run_app(app, path="app.sock", print=None, handle_signals=False)
-""",
-    ),
-    "tornado bind_unix_socket": (
-        "tornado",
-        "http",
-        """
-import asyncio
-import tornado.web
-from tornado.httpserver import HTTPServer
-from tornado.netutil import bind_unix_socket
-class Pid(tornado.web.RequestHandler):
-    def get(self):
-        self.write(str(os.getpid()))
-async def main():
-    HTTPServer(tornado.web.Application([("/", Pid)])).add_socket(bind_unix_socket("app.sock"))
-    await asyncio.Event().wait()
-asyncio.run(main())
-""",
-    ),
-    "hypercorn serve(bind=unix:)": (
-        "hypercorn",
-        "http",
-        ASGI_APP
-        + """
-import asyncio
-from hypercorn.asyncio import serve
-from hypercorn.config import Config
-config = Config()
-config.bind = ["unix:app.sock"]
-asyncio.run(serve(app, config))
-""",
-    ),
-    "waitress.serve(unix_socket=)": (
-        "waitress",
-        "http",
-        WSGI_APP
-        + """
-import waitress
-waitress.serve(app, unix_socket="app.sock", _quiet=True)
-""",
-    ),
-    "cheroot wsgi.Server(path)": (
-        "cheroot",
-        "http",
-        WSGI_APP
-        + """
-from cheroot import wsgi
-wsgi.Server("app.sock", app).start()
-""",
-    ),
-    "uvicorn.run(uds=)": (
-        "uvicorn",
-        "http",
-        ASGI_APP
-        + """
-import uvicorn
-uvicorn.run(app, uds="app.sock", log_level="warning", lifespan="off")
-""",
-    ),
-    "Twisted reactor.listenUNIX": (
-        "twisted",
-        "http",
-        """
-from twisted.internet import reactor
-from twisted.web import resource, server
-class Pid(resource.Resource):
-    isLeaf = True
-    def render_GET(self, request):
-        return str(os.getpid()).encode()
-reactor.listenUNIX("app.sock", server.Site(Pid()))
-reactor.run()
-""",
-    ),
-    "websockets unix_serve": (
-        "websockets",
-        "ws",
-        """
-import asyncio
-import websockets
-async def handler(ws):
-    await ws.send(str(os.getpid()))
-async def main():
-    async with websockets.unix_serve(handler, "app.sock"):
-        await asyncio.Event().wait()
-asyncio.run(main())
-""",
-    ),
-    "gevent pywsgi.WSGIServer(a Unix socket)": (
-        "gevent",
-        "http",
-        WSGI_APP
-        + """
-import gevent.socket
-from gevent.pywsgi import WSGIServer
-listener = gevent.socket.socket(gevent.socket.AF_UNIX)
-listener.bind("app.sock")
-listener.listen(64)
-WSGIServer(listener, app, log=None).serve_forever()
-""",
-    ),
+    "aiohttp web.run_app(path=)": ("aiohttp", "http", "aiohttp_run_app.py"),
+    "tornado bind_unix_socket": ("tornado", "http", "tornado_listen.py"),
+    "hypercorn serve(bind=unix:)": ("hypercorn", "http", "hypercorn_serve.py"),
+    "waitress.serve(unix_socket=)": ("waitress", "http", "waitress_serve.py"),
+    "cheroot wsgi.Server(path)": ("cheroot", "http", "cheroot_server.py"),
+    "uvicorn.run(uds=)": ("uvicorn", "http", "uvicorn_run.py"),
+    "Twisted reactor.listenUNIX": ("twisted", "http", "twisted_tcp.py"),
+    "websockets unix_serve": ("websockets", "ws", "websockets_serve.py"),
+    "gevent pywsgi.WSGIServer(a Unix socket)": ("gevent", "http", "gevent_pywsgi.py"),
 }
 
 
 @pytest.mark.parametrize("policy", POLICIES)
 @pytest.mark.parametrize("server", list(UNIX_SERVERS))
 def test_real_server_on_a_unix_path(tmp_path: Path, server: str, policy: str) -> None:
-    module, kind, code = UNIX_SERVERS[server]
-    serve_and_check(tmp_path, module, kind, code, policy, unix=True)
+    module, kind, app = UNIX_SERVERS[server]
+    serve_and_check(tmp_path, module, kind, policy, [str(APPS / app), "unix:app.sock"], unix=True)
 
 
 def test_gevent_monkey_patched_threads_are_refused_with_a_clear_error(tmp_path: Path) -> None:

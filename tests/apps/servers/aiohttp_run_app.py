@@ -7,6 +7,8 @@ import sys
 
 from aiohttp import web
 
+from tests.apps.servers import UNIX
+
 
 async def pid(request: web.Request) -> web.Response:
     return web.Response(text=str(os.getpid()))
@@ -15,4 +17,8 @@ async def pid(request: web.Request) -> web.Response:
 if __name__ == "__main__":
     app = web.Application()
     app.router.add_get("/", pid)
-    web.run_app(app, host=sys.argv[1], port=0, print=None, handle_signals=False)
+    target = sys.argv[1]
+    if target.startswith(UNIX):
+        web.run_app(app, path=target[len(UNIX) :], print=None, handle_signals=False)
+    else:
+        web.run_app(app, host=target, port=0, print=None, handle_signals=False)

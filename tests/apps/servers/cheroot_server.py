@@ -6,7 +6,10 @@ import sys
 
 from cheroot import wsgi
 
+from tests.apps.servers import UNIX
 from tests.apps.servers._apps import wsgi_app
 
 if __name__ == "__main__":
-    wsgi.Server((sys.argv[1], 0), wsgi_app).start()
+    target = sys.argv[1]
+    address = target[len(UNIX) :] if target.startswith(UNIX) else (target, 0)
+    wsgi.Server(address, wsgi_app).start()

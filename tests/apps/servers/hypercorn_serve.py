@@ -8,10 +8,14 @@ import sys
 from hypercorn.asyncio import serve
 from hypercorn.config import Config
 
+from tests.apps.servers import UNIX
 from tests.apps.servers._apps import asgi_app
 
 if __name__ == "__main__":
-    host = sys.argv[1]
+    target = sys.argv[1]
     config = Config()
-    config.bind = [f"[{host}]:0" if ":" in host else f"{host}:0"]
+    if target.startswith(UNIX):
+        config.bind = [target]  # hypercorn's own form: unix:PATH
+    else:
+        config.bind = [f"[{target}]:0" if ":" in target else f"{target}:0"]
     asyncio.run(serve(asgi_app, config))  # type: ignore[arg-type]  # its ASGI TypedDicts

@@ -1,4 +1,4 @@
-"""tornado's ``Application.listen``."""
+"""tornado's ``Application.listen``; on a Unix path, ``bind_unix_socket`` and ``add_socket``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,10 @@ import os
 import sys
 
 import tornado.web
+from tornado.httpserver import HTTPServer
+from tornado.netutil import bind_unix_socket
+
+from tests.apps.servers import UNIX
 
 
 class Pid(tornado.web.RequestHandler):
@@ -14,8 +18,12 @@ class Pid(tornado.web.RequestHandler):
         self.write(str(os.getpid()))
 
 
-async def main(host: str) -> None:
-    tornado.web.Application([("/", Pid)]).listen(0, host)
+async def main(target: str) -> None:
+    app = tornado.web.Application([("/", Pid)])
+    if target.startswith(UNIX):
+        HTTPServer(app).add_socket(bind_unix_socket(target[len(UNIX) :]))
+    else:
+        app.listen(0, target)
     await asyncio.Event().wait()
 
 

@@ -1,4 +1,4 @@
-"""Twisted's ``reactor.listenTCP`` with a web ``Site``."""
+"""Twisted's ``reactor.listenTCP`` (``listenUNIX`` on a Unix path) with a web ``Site``."""
 
 # mypy: disable-error-code="no-untyped-call"
 # (twisted.web's Resource and Site have untyped constructors)
@@ -12,6 +12,8 @@ from typing import Any
 from twisted.internet import reactor
 from twisted.web import resource, server
 
+from tests.apps.servers import UNIX
+
 
 class Pid(resource.Resource):
     isLeaf = True
@@ -22,5 +24,9 @@ class Pid(resource.Resource):
 
 if __name__ == "__main__":
     the_reactor: Any = reactor  # typed as a module of interfaces, not the running reactor
-    the_reactor.listenTCP(0, server.Site(Pid()), interface=sys.argv[1])
+    target = sys.argv[1]
+    if target.startswith(UNIX):
+        the_reactor.listenUNIX(target[len(UNIX) :], server.Site(Pid()))
+    else:
+        the_reactor.listenTCP(0, server.Site(Pid()), interface=target)
     the_reactor.run()

@@ -1,4 +1,5 @@
-"""``websockets.serve``: a WebSocket that sends the worker's pid."""
+"""``websockets.serve`` (``unix_serve`` on a Unix path): a WebSocket that sends the worker's
+pid."""
 
 from __future__ import annotations
 
@@ -9,13 +10,19 @@ import sys
 import websockets
 from websockets.asyncio.server import ServerConnection
 
+from tests.apps.servers import UNIX
+
 
 async def handler(ws: ServerConnection) -> None:
     await ws.send(str(os.getpid()))
 
 
-async def main(host: str) -> None:
-    async with websockets.serve(handler, host, 0):
+async def main(target: str) -> None:
+    if target.startswith(UNIX):
+        server = websockets.unix_serve(handler, target[len(UNIX) :])
+    else:
+        server = websockets.serve(handler, target, 0)
+    async with server:
         await asyncio.Event().wait()
 
 
