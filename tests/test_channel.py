@@ -11,7 +11,7 @@ import pytest
 
 from pycluster import DisconnectedError, PeerGoneError
 from pycluster._channel import Channel
-from pycluster._protocol import Kind
+from pycluster._protocol import Frame, Kind
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -66,7 +66,7 @@ def test_large_payloads_written_beside_their_header_arrive_whole_with_their_hand
     with r, w:
         for i, payload in enumerate(payloads):
             sender.send(Kind.JSON, payload, [r] if i % 3 == 1 else [])
-        frames = []
+        frames: list[Frame] = []
         while sender.has_pending or len(frames) < len(payloads):
             try:
                 receiver.receive()
