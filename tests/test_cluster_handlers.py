@@ -113,6 +113,45 @@ def test_a_timer_set_in_a_disconnect_handler_fires(tmp_path: Path) -> None:
     assert result.named("exit") == [["exit", 0, None]]
 
 
+def test_a_disconnect_at_once_waits_for_the_scripts_disconnect_handler(tmp_path: Path) -> None:
+    # Node runs the worker's script before any message from the primary; here the script is
+    # slow to get to its handler, and the primary disconnects the worker as soon as it is online.
+    # Before, the end of the channel was delivered with no handler yet (1 run in 5 on 3.13 for
+    # the test above, without the sleep).
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            w = cluster.fork()
+            w.on("online", lambda: w.disconnect())
+            cluster.on("exit", lambda worker, code, sig: out("exit", code, sig))
+        else:
+            time.sleep(0.5)  # importing the rest of the program, say
+            cluster.worker.on("disconnect", lambda: out("worker saw disconnect"))
+            threading.Event().wait()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.named("worker saw disconnect") == [["worker saw disconnect"]]
+    assert result.named("exit") == [["exit", 0, None]]
+
+
+def test_a_worker_that_never_listens_still_ends_when_disconnected(tmp_path: Path) -> None:
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            w = cluster.fork()
+            w.on("online", lambda: w.disconnect())
+            cluster.on("exit", lambda worker, code, sig: out("exit", code, sig))
+        else:
+            threading.Event().wait()
+        """,
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.named("exit") == [["exit", 0, None]]
+
+
 def test_a_thread_the_main_thread_starts_while_a_handler_runs_is_not_waited_for(
     tmp_path: Path,
 ) -> None:

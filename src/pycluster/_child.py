@@ -20,6 +20,7 @@ import signal
 import socket
 import sys
 import threading
+import time
 from collections import deque
 from collections.abc import Callable, MutableMapping
 from typing import TYPE_CHECKING, Any, NoReturn
@@ -31,6 +32,7 @@ from ._commands import (
     Command,
     Disconnect,
     Disconnecting,
+    Listen,
     Online,
     Ping,
     Query,
@@ -93,6 +95,15 @@ class SelfWorker(Worker):
         super()._add(event, entry)
         if event == "message":
             self._runtime.open_gate()
+        if event in _READY_EVENTS:
+            self._runtime.program_ready.set()
+
+
+#: Listening for one of these says the program is ready for the end of the channel.
+_READY_EVENTS = frozenset({"message", "disconnect", "error"})
+#: How long after its start a worker may still be setting up its handlers: a disconnect that
+#: comes sooner waits for it (``program_ready``) until then.
+READY_GRACE = 2.0
 
 
 def _set_parent_death_signal() -> None:
@@ -137,6 +148,11 @@ class ChildRuntime:
         self._held: deque[tuple[str, tuple[Any, ...]]] | None = deque()
         self._held_lock = threading.Lock()
         self._gate_open = False
+        #: Set once the program listens for an event that the end of the channel brings, or
+        #: serves on a port, or its main code returned (``READY_GRACE`` after the start, it is
+        #: taken as ready anyway: a program that never listens must still end).
+        self.program_ready = threading.Event()
+        self._started_at = time.monotonic()
         self._reader = handler_thread(self._read_loop, "pycluster-channel")
 
     def start(self, *, share_ports: bool = True) -> None:
@@ -166,6 +182,8 @@ class ChildRuntime:
     def query(self, question: Question) -> tuple[dict[str, Any], list[int]]:
         """Ask the primary and wait for its answer (and the descriptors that came with it)."""
         seq = next(self._seq)
+        if isinstance(question, Listen):
+            self.program_ready.set()  # serving now
         self.write(*encode(Query(seq, question)))
         if threading.current_thread() is self._reader:
             # Asked from an event handler: read on until the answer, holding other frames.
@@ -213,7 +231,12 @@ class ChildRuntime:
         except (SystemExit, KeyboardInterrupt) as exc:
             exit_for(exc)
         self._deliver("closed", ())
-        self.open_gate()  # nothing more will come: let what is held through
+        if self._disconnecting:
+            # What is held goes through once the program is ready for it: a disconnect in the
+            # worker's first milliseconds must not beat its script's `on("disconnect")` line
+            # (Node runs the script before any message). The primary's death does not wait.
+            self.program_ready.wait(max(0.0, self._started_at + READY_GRACE - time.monotonic()))
+        self.open_gate()  # nothing more will come
 
     def _receive(self, *, nested: bool) -> None:
         """One read. Nested (inside a handler that waits for an answer), only answers are taken;
@@ -389,6 +412,7 @@ class ChildRuntime:
     def wait_closed(self) -> None:
         """Called by the bootstrap once the program's main code has returned."""
         self._main_done = True
+        self.program_ready.set()
         self.open_gate()
         while not self._closed.wait(0.25):
             pass  # back in Python code now and then: the heartbeat's pending call runs here
