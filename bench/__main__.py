@@ -4,7 +4,8 @@
 
 It prepares what it needs (wrk from Debian's packages; pycluster and the peers, pinned, in
 .venv-bench, where it then re-runs itself), runs every contender side by side (runs interleaved),
-and writes docs/benchmarks.md with PNG charts in docs/img/. ``--quick`` (1 run of 1 s per
+and writes docs/benchmarks.md with PNG charts in docs/img/ (with ``--only``, only those sections
+and their targets are replaced in it). ``--quick`` (1 run of 1 s per
 measure, fewer contenders, nothing written unless ``--out``) takes under 2 minutes. Load goes to
 127.0.0.1 only and every run is bounded in time.
 """
@@ -43,7 +44,8 @@ def main() -> None:
         options.out = _env.ROOT / "docs" / "benchmarks.md"
     from ._run import run_all
 
-    run_all(options.only, options.runs, options.seconds, options.quick, options.out)
+    run_all(options.only, options.runs, options.seconds, options.quick, options.out,
+            every=set(options.only) == set(SCENARIOS))  # fmt: skip
 
 
 if __name__ == "__main__":

@@ -80,3 +80,71 @@ def write(
     if notes:
         out.append(notes.rstrip() + "\n")
     path.write_text("\n".join(out))
+
+
+def update(
+    path: Path,
+    scenarios: Sequence[str],
+    date: str,
+    sections: Sequence[tuple[Table, str]],
+    notes: str = "",
+) -> None:
+    """Re-measured ``scenarios`` only (``--only``): their sections and their rows of the targets
+    table replace those in the report at ``path``; the rest stays as it was measured."""
+    text = path.read_text()
+    for table, unit in sections:
+        block = markdown(table)
+        if table.title.startswith("Targets"):
+            text = _merge_targets(text, table)
+            continue
+        if unit and table.series:
+            image = path.parent / "img" / f"{slug(table.title)}.png"
+            if chart(table, image, unit):
+                block += f"\n![{table.title}](img/{image.name})\n"
+        text = _replace_block(text, table.title.split(":")[0], block)
+    if notes:
+        start = text.find("\n## Reading these figures")
+        text = (text[: start + 1] if start >= 0 else text + "\n") + notes.rstrip() + "\n"
+    line = f"Re-measured with `--only {' '.join(scenarios)}` on {date}: those sections and targets."
+    lines = [
+        kept for kept in text.split("\n") if not kept.startswith(line.split(" on ")[0] + " on ")
+    ]
+    first_gap = lines.index("", lines.index("", 0) + 1)  # after the intro's first paragraph
+    lines.insert(first_gap, line)
+    path.write_text("\n".join(lines))
+
+
+def _replace_block(text: str, prefix: str, block: str) -> str:
+    """``text`` with the ``### {prefix}...`` section (up to the next heading) replaced by
+    ``block``, or ``block`` put before the hand-written notes when there was none."""
+    lines = text.split("\n")
+    for i, line in enumerate(lines):
+        if line.startswith(f"### {prefix}"):
+            end = next(
+                (j for j in range(i + 1, len(lines)) if lines[j].startswith(("### ", "## "))),
+                len(lines),
+            )
+            return "\n".join([*lines[:i], *block.rstrip("\n").split("\n"), "", *lines[end:]])
+    notes = text.find("\n## Reading these figures")
+    at = notes + 1 if notes >= 0 else len(text)
+    return text[:at] + block + "\n" + text[at:]
+
+
+def _merge_targets(text: str, targets: Table) -> str:
+    """The targets table in ``text`` with ``targets``' rows in place of those of the same name
+    (new ones at the end)."""
+    lines = text.split("\n")
+    start = next((i for i, line in enumerate(lines) if line.startswith("### Targets")), None)
+    if start is None:
+        return _replace_block(text, "Targets", markdown(targets))
+    new = {row[0]: "| " + " | ".join(row) + " |" for row in targets.rows}
+    end = start + 1
+    while end < len(lines) and not lines[end].startswith("|"):
+        end += 1
+    while end < len(lines) and lines[end].startswith("|"):
+        name = lines[end].split("|")[1].strip()
+        if name in new:
+            lines[end] = new.pop(name)
+        end += 1
+    lines[end:end] = list(new.values())
+    return "\n".join(lines)

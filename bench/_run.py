@@ -166,7 +166,17 @@ def _conn_gap(cell: str) -> float:
     return float(max(gaps)) if gaps else math.nan
 
 
-def run_all(only: Sequence[str], runs: int, seconds: float, quick: bool, out: Path | None) -> None:
+def run_all(
+    only: Sequence[str],
+    runs: int,
+    seconds: float,
+    quick: bool,
+    out: Path | None,
+    *,
+    every: bool = True,
+) -> None:
+    """Run the scenarios in ``only`` and write ``out``: the whole report, or with ``every``
+    False (some scenarios only) those sections of the existing one."""
     started = time.monotonic()
     machine = _env.machine()
     tables: dict[str, Table] = {}
@@ -215,6 +225,10 @@ def run_all(only: Sequence[str], runs: int, seconds: float, quick: bool, out: Pa
             mode="--quick" if quick else f"{runs} runs of {seconds:g} s", date=machine["date"],
             runs=runs,
         )  # fmt: skip
-        notes = Path(__file__).with_name("NOTES.md")
-        _report.write(out, intro, machine, sections, notes.read_text() if notes.exists() else "")
+        notes_file = Path(__file__).with_name("NOTES.md")
+        notes = notes_file.read_text() if notes_file.exists() else ""
+        if not every and out.exists():
+            _report.update(out, only, machine["date"], sections, notes)
+        else:
+            _report.write(out, intro, machine, sections, notes)
         _say(f"wrote {out}")
