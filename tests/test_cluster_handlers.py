@@ -126,7 +126,7 @@ def test_a_disconnect_at_once_waits_for_the_scripts_disconnect_handler(tmp_path:
             w.on("online", lambda: w.disconnect())
             cluster.on("exit", lambda worker, code, sig: out("exit", code, sig))
         else:
-            time.sleep(0.5)  # importing the rest of the program, say
+            time.sleep(0.2)  # importing the rest of the program, say
             cluster.worker.on("disconnect", lambda: out("worker saw disconnect"))
             threading.Event().wait()
         """,

@@ -103,7 +103,7 @@ class SelfWorker(Worker):
 _READY_EVENTS = frozenset({"message", "disconnect", "error"})
 #: How long after its start a worker may still be setting up its handlers: a disconnect that
 #: comes sooner waits for it (``program_ready``) until then.
-READY_GRACE = 2.0
+READY_GRACE = 0.5
 
 
 def _set_parent_death_signal() -> None:
