@@ -151,14 +151,19 @@ class ControlServer:
             finally:
                 conn.close()
 
+        # A refused peer's request is read too: closing while it still sends would hand it
+        # EPIPE instead of the refusal.
         uid = peer_uid(conn)
-        if uid is not None and uid not in (os.getuid(), 0):
-            reply({"ok": False, "error": f"refused: uid {uid} is not this cluster's user"})
-            return
         try:
             request = _read_request(conn)
         except (OSError, ValueError) as exc:
-            reply({"ok": False, "error": f"bad request: {exc}"})
+            request, error = {}, f"bad request: {exc}"
+        else:
+            error = ""
+        if uid is not None and uid not in (os.getuid(), 0):
+            error = f"refused: uid {uid} is not this cluster's user"
+        if error:
+            reply({"ok": False, "error": error})
             return
         self._on_request(request, reply)
 
