@@ -1,8 +1,10 @@
-"""Helpers for tests that run a real primary (a script in a temp dir) and its real workers.
+"""Helpers for tests that run a real primary and its real workers.
 
-The script gets a prelude with ``out(*values)``, which prints one JSON line; both the primary and
-its workers write to the same stdout, a line per write, so the test reads one ordered record.
-Every wait has a deadline; nothing waits on a bare sleep.
+A program is a function of a ``tests/apps`` module (run as ``python -m tests.apps MODULE:FUNCTION``,
+linted and type-checked), or script text for a test that must generate it (written to a temp dir
+after ``PRELUDE``, which imports what the modules import). Both print with ``out(*values)``, one
+JSON line per call; the primary and its workers write to the same stdout, a line per write, so the
+test reads one ordered record. Every wait has a deadline; nothing waits on a bare sleep.
 """
 
 from __future__ import annotations
@@ -25,60 +27,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-PRELUDE = r"""
+PRELUDE = """\
 import json, os, signal, socket, sys, threading, time
 import pycluster as cluster
-
-def out(*values):
-    sys.stdout.write(json.dumps(values) + "\n")
-    sys.stdout.flush()
-
-_listening = []
-_listening_changed = threading.Condition()
-
-def track_listening():
-    # Record the cluster's 'listening' events (call before forking).
-    def on_listening(worker, address):
-        with _listening_changed:
-            _listening.append((worker.id, address))
-            _listening_changed.notify_all()
-    cluster.on("listening", on_listening)
-
-def wait_listening(count, timeout=30):
-    # The first `count` (worker id, address) listening events, waiting for them.
-    with _listening_changed:
-        if not _listening_changed.wait_for(lambda: len(_listening) >= count, timeout):
-            out("timeout", "listening", _listening)
-            os._exit(3)
-        return list(_listening[:count])
-
-def ask(address, data=b"ping", family=None, kind=socket.SOCK_STREAM, timeout=10):
-    # One request on a new connection (or one datagram); the whole answer.
-    if family is None:
-        family = socket.AF_UNIX if isinstance(address, str) else (
-            socket.AF_INET6 if ":" in address[0] else socket.AF_INET)
-    with socket.socket(family, kind) as s:
-        s.settimeout(timeout)
-        if kind == socket.SOCK_DGRAM:
-            s.sendto(data, address)
-            return s.recv(65536)
-        s.connect(address)
-        s.sendall(data)
-        chunks = []
-        while True:
-            chunk = s.recv(65536)
-            if not chunk:
-                return b"".join(chunks)
-            chunks.append(chunk)
-
-def http_get(address, path="/"):
-    # (status, body) of one HTTP/1.0 GET on a new connection.
-    host = address[0] if isinstance(address, tuple) else "localhost"
-    raw = ask(address, f"GET {path} HTTP/1.0\r\nHost: {host}\r\n\r\n".encode())
-    head, _, body = raw.partition(b"\r\n\r\n")
-    return int(head.split()[1]), body.decode()
-
+from tests.apps.kit import ask, http_get, out, track_listening, wait_listening
 """
+
+# The folder that holds the ``tests`` package: programs import ``tests.apps`` from it.
+ROOT = Path(__file__).resolve().parent.parent
+
+Program = str | Callable[[], None]
+"""A program: script text (after ``PRELUDE``), or a function of a tests/apps module."""
 
 
 def then_worker(primary: str, worker: str) -> str:
@@ -90,6 +49,23 @@ def write_script(directory: Path, body: str, name: str = "app.py") -> Path:
     path = directory / name
     path.write_text(PRELUDE + textwrap.dedent(body))
     return path
+
+
+def program_argv(directory: Path, program: Program) -> list[str]:
+    """The interpreter's arguments that run ``program``: a script written to ``directory``, or
+    ``-m tests.apps MODULE:FUNCTION``."""
+    if isinstance(program, str):
+        return [str(write_script(directory, program))]
+    module = program.__module__.removeprefix("tests.apps.")
+    return ["-m", "tests.apps", f"{module}:{program.__qualname__}"]
+
+
+def program_env(env: dict[str, str] | None) -> dict[str, str]:
+    """The environment of a program: this one with ``env``, and ``tests`` importable (``ROOT``
+    first on the ``PYTHONPATH`` that results)."""
+    merged = {**os.environ, **(env or {})}
+    paths = [str(ROOT), *filter(None, merged.get("PYTHONPATH", "").split(os.pathsep))]
+    return {**merged, "PYTHONPATH": os.pathsep.join(paths)}
 
 
 def parse(lines: Iterable[str]) -> list[list[Any]]:
@@ -117,7 +93,7 @@ class Result:
 
 def run_cluster(
     directory: Path,
-    body: str,
+    body: Program,
     *,
     args: Sequence[str] = (),
     python_args: Sequence[str] = (),
@@ -125,14 +101,13 @@ def run_cluster(
     timeout: float = 30,
     interpreter: str = sys.executable,
 ) -> Result:
-    """Run ``body`` as a primary script to its end; fail if it takes longer than ``timeout``."""
-    script = write_script(directory, body)
+    """Run ``body`` as a primary to its end; fail if it takes longer than ``timeout``."""
     proc = subprocess.run(
-        [interpreter, *python_args, str(script), *args],
+        [interpreter, *python_args, *program_argv(directory, body), *args],
         capture_output=True,
         text=True,
         timeout=timeout,
-        env={**os.environ, **(env or {})},
+        env=program_env(env),
         cwd=directory,
     )
     return Result(proc.returncode, proc.stdout, proc.stderr)
@@ -144,22 +119,21 @@ class LiveCluster:
     def __init__(
         self,
         directory: Path,
-        body: str,
+        body: Program,
         *,
         new_session: bool = False,
         env: dict[str, str] | None = None,
         stdin: bool = False,
     ) -> None:
-        script = write_script(directory, body)
         self.proc = subprocess.Popen(
-            [sys.executable, str(script)],
+            [sys.executable, *program_argv(directory, body)],
             stdin=subprocess.PIPE if stdin else None,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
             cwd=directory,
             start_new_session=new_session,
-            env={**os.environ, **(env or {})},
+            env=program_env(env),
         )
         self.records: list[list[Any]] = []
         self._lines: queue.Queue[str | None] = queue.Queue()

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps import cluster_handlers
 from tests.clusterkit import run_cluster
 
 pytestmark = pytest.mark.timeout(60)
@@ -15,15 +16,7 @@ pytestmark = pytest.mark.timeout(60)
 def test_sys_exit_in_a_workers_handler_ends_the_worker_with_its_code(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            w = cluster.fork()
-            w.on("online", lambda: w.disconnect())
-            cluster.on("exit", lambda worker, code, sig: out("exit", code, sig))
-        else:
-            cluster.worker.on("disconnect", lambda: sys.exit(42))
-            threading.Event().wait()  # a server that never returns on its own
-        """,
+        cluster_handlers.sys_exit_in_a_workers_handler_ends_the_worker_with_its_code,
     )
     assert result.returncode == 0, result.stderr
     assert result.named("exit") == [["exit", 42, None]]
@@ -32,13 +25,7 @@ def test_sys_exit_in_a_workers_handler_ends_the_worker_with_its_code(tmp_path: P
 def test_sys_exit_with_a_message_in_a_workers_handler_exits_1(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            cluster.fork().send("go")
-            cluster.on("exit", lambda worker, code, sig: out("exit", code, sig))
-        else:
-            cluster.worker.on("message", lambda m, handle: sys.exit("fatal: " + m))
-        """,
+        cluster_handlers.sys_exit_with_a_message_in_a_workers_handler_exits_1,
     )
     assert result.returncode == 0, result.stderr
     assert result.named("exit") == [["exit", 1, None]]
@@ -49,18 +36,7 @@ def test_sys_exit_in_a_primarys_handler_ends_the_primary(tmp_path: Path) -> None
     # Before: the primary's loop thread ended silently and the primary hung with its worker.
     result = run_cluster(
         tmp_path,
-        """
-        import atexit
-        if cluster.is_primary:
-            atexit.register(lambda: out("atexit"))
-            w = cluster.fork()
-            def on_online(worker):
-                out("worker", worker.pid)
-                sys.exit(7)
-            cluster.on("online", on_online)
-        else:
-            threading.Event().wait()
-        """,
+        cluster_handlers.sys_exit_in_a_primarys_handler_ends_the_primary,
         timeout=20,
     )
     assert result.returncode == 7, result.stderr
@@ -71,15 +47,7 @@ def test_sys_exit_in_a_primarys_handler_ends_the_primary(tmp_path: Path) -> None
 def test_keyboard_interrupt_in_a_primarys_handler_ends_it_as_sigint(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            def on_online(worker):
-                raise KeyboardInterrupt
-            cluster.on("online", on_online)
-            cluster.fork()
-        else:
-            threading.Event().wait()
-        """,
+        cluster_handlers.keyboard_interrupt_in_a_primarys_handler_ends_it_as_sigint,
         timeout=20,
     )
     assert result.returncode == -2, result.stderr
@@ -91,21 +59,7 @@ def test_a_timer_set_in_a_disconnect_handler_fires(tmp_path: Path) -> None:
     # inherited the daemon flag of pycluster's thread and died with the worker.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            w = cluster.fork()
-            w.on("online", lambda: w.disconnect())
-            cluster.on("exit", lambda worker, code, sig: out("exit", code, sig))
-        else:
-            def later():
-                out("timer fired", threading.current_thread().daemon)
-            def on_disconnect():
-                t = threading.Timer(0.3, later)
-                out("timer daemon", t.daemon)
-                t.start()
-            cluster.worker.on("disconnect", on_disconnect)
-            threading.Event().wait()
-        """,
+        cluster_handlers.a_timer_set_in_a_disconnect_handler_fires,
     )
     assert result.returncode == 0, result.stderr
     assert result.named("timer daemon") == [["timer daemon", False]]
@@ -120,16 +74,7 @@ def test_a_disconnect_at_once_waits_for_the_scripts_disconnect_handler(tmp_path:
     # the test above, without the sleep).
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            w = cluster.fork()
-            w.on("online", lambda: w.disconnect())
-            cluster.on("exit", lambda worker, code, sig: out("exit", code, sig))
-        else:
-            time.sleep(0.2)  # importing the rest of the program, say
-            cluster.worker.on("disconnect", lambda: out("worker saw disconnect"))
-            threading.Event().wait()
-        """,
+        cluster_handlers.a_disconnect_at_once_waits_for_the_scripts_disconnect_handler,
     )
     assert result.returncode == 0, result.stderr
     assert result.named("worker saw disconnect") == [["worker saw disconnect"]]
@@ -139,14 +84,7 @@ def test_a_disconnect_at_once_waits_for_the_scripts_disconnect_handler(tmp_path:
 def test_a_worker_that_never_listens_still_ends_when_disconnected(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            w = cluster.fork()
-            w.on("online", lambda: w.disconnect())
-            cluster.on("exit", lambda worker, code, sig: out("exit", code, sig))
-        else:
-            threading.Event().wait()
-        """,
+        cluster_handlers.a_worker_that_never_listens_still_ends_when_disconnected,
     )
     assert result.returncode == 0, result.stderr
     assert result.named("exit") == [["exit", 0, None]]
@@ -160,27 +98,7 @@ def test_a_thread_the_main_thread_starts_while_a_handler_runs_is_not_waited_for(
     # then waited for it at its exit, forever.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            w = cluster.fork()
-            w.on("online", lambda: w.send("go"))
-            w.on("message", lambda m, h: (out("worker says", m), w.disconnect()))
-            cluster.on("exit", lambda worker, code, sig: out("exit", code, sig))
-        else:
-            running = threading.Event()
-            pool_up = threading.Event()
-            def on_message(m, h):
-                running.set()
-                pool_up.wait(20)
-                later = threading.Thread(target=lambda: (time.sleep(0.2), out("handler's thread")))
-                later.start()
-                cluster.worker.send("pool started meanwhile" if pool_up.is_set() else "no pool")
-            cluster.worker.on("message", on_message)
-            running.wait(20)
-            threading.Thread(target=threading.Event().wait, name="pool").start()
-            pool_up.set()
-            threading.Event().wait()
-        """,
+        cluster_handlers.a_thread_the_main_thread_starts_while_a_handler_runs_is_not_waited_for,
     )
     assert result.returncode == 0, result.stderr
     assert result.named("worker says") == [["worker says", "pool started meanwhile"]]
@@ -191,24 +109,7 @@ def test_a_thread_the_main_thread_starts_while_a_handler_runs_is_not_waited_for(
 def test_a_thread_started_by_a_primarys_handler_is_not_a_daemon(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            def on_exit(worker, code, sig):
-                def work():
-                    time.sleep(0.2)
-                    out("thread done")
-                t = threading.Thread(target=work)
-                out("daemon", t.daemon, threading.Thread(target=work, daemon=True).daemon)
-                t.start()
-            cluster.on("exit", on_exit)
-            w = cluster.fork()
-            w.on("online", lambda: w.send("go"))
-            # The script ends now, before the worker is even online: the exit event comes
-            # while the primary waits for its workers. From Python 3.12 on no thread can start
-            # once the interpreter is finalizing (gh-104690): the wait must come before (_main_end).
-        else:
-            cluster.worker.on("message", lambda m, h: sys.exit(0))
-        """,
+        cluster_handlers.a_thread_started_by_a_primarys_handler_is_not_a_daemon,
     )
     assert result.returncode == 0, result.stderr
     assert result.named("daemon") == [["daemon", False, True]]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps import cluster_lifecycle
 from tests.clusterkit import LiveCluster, pid_alive, run_cluster, wait_until
 
 pytestmark = pytest.mark.timeout(60)
@@ -16,20 +17,7 @@ def test_basic_event_order_and_states(tmp_path: Path) -> None:
     # test-cluster-basic: fork -> online -> disconnect -> exit, with the states along the way.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            for name in ("fork", "online", "disconnect", "exit"):
-                def handler(worker, *args, name=name):
-                    out("cluster", name, worker.id, worker.state, worker.id in cluster.workers,
-                        worker.is_connected(), *args)
-                    if name == "online":
-                        worker.disconnect()
-                cluster.on(name, handler)
-            w = cluster.fork()
-            out("forked", w.id, w.state, w.id in cluster.workers, w.pid > 0)
-            for name in ("online", "disconnect", "exit"):
-                w.on(name, lambda *a, name=name: out("worker", name))
-        """,
+        cluster_lifecycle.basic_event_order_and_states,
     )
     assert result.returncode == 0, result.stderr
     events = [r for r in result.records if r[0] in ("cluster", "worker")]
@@ -52,19 +40,7 @@ def test_basic_event_order_and_states(tmp_path: Path) -> None:
 def test_ids_count_up_and_are_never_reused(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            seen = []
-            def on_exit(worker, code, signal):
-                seen.append(worker.id)
-                if len(seen) < 3:
-                    cluster.fork()
-                else:
-                    out("ids", seen)
-            cluster.on("exit", on_exit)
-            cluster.on("online", lambda w: w.disconnect())
-            cluster.fork()
-        """,
+        cluster_lifecycle.ids_count_up_and_are_never_reused,
     )
     assert result.returncode == 0, result.stderr
     assert result.named("ids") == [["ids", [1, 2, 3]]]
@@ -113,19 +89,7 @@ def test_is_dead_and_is_connected_along_the_way(tmp_path: Path) -> None:
     # test-cluster-worker-isdead / -isconnected, on both sides.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            w = cluster.fork()
-            out("primary-start", w.is_dead(), w.is_connected())
-            w.on("message", lambda m, h: out("from-worker", m))
-            w.on("disconnect", lambda: out("primary-disconnect", w.is_dead(), w.is_connected()))
-            w.on("exit", lambda c, s: out("primary-exit", w.is_dead(), w.is_connected()))
-        else:
-            me = cluster.worker
-            me.send([me.is_dead(), me.is_connected()])
-            me.on("disconnect", lambda: out("worker-disconnect", me.is_dead(), me.is_connected()))
-            me.disconnect()
-        """,
+        cluster_lifecycle.is_dead_and_is_connected_along_the_way,
     )
     assert result.returncode == 0, result.stderr
     records = {r[0]: r[1:] for r in result.records}
@@ -140,27 +104,7 @@ def test_fork_env_and_markers_removed(tmp_path: Path) -> None:
     # test-cluster-fork-env: env reaches the worker; the worker's own children are not workers.
     result = run_cluster(
         tmp_path,
-        """
-        import subprocess
-        if cluster.is_primary:
-            os.environ["INHERITED"] = "yes"
-            cluster.on("message", lambda w, m, h: (out("report", m), w.disconnect()))
-            cluster.fork({"CLUSTER_TEST": "hello", "INHERITED": "overridden"})
-        else:
-            child = subprocess.run(
-                [sys.executable, "-c",
-                 "import pycluster, os; print(pycluster.is_worker, "
-                 "any(k.startswith('PYCLUSTER_') for k in os.environ))"],
-                capture_output=True, text=True, check=True)
-            cluster.worker.send({
-                "env": os.environ.get("CLUSTER_TEST"),
-                "inherited": os.environ.get("INHERITED"),
-                "markers": sorted(k for k in os.environ if k.startswith("PYCLUSTER_")),
-                "grandchild": child.stdout.split(),
-                "is_worker": cluster.is_worker, "is_primary": cluster.is_primary,
-                "id": cluster.worker.id,
-            })
-        """,
+        cluster_lifecycle.fork_env_and_markers_removed,
     )
     assert result.returncode == 0, result.stderr
     assert result.named("report") == [
@@ -182,14 +126,7 @@ def test_fork_env_and_markers_removed(tmp_path: Path) -> None:
 def test_fork_env_errors(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        for env in ({"A": 1}, {"": "x"}, {"A=B": "x"}, ["A"]):
-            try:
-                cluster.fork(env)
-            except (TypeError, ValueError) as exc:
-                out(type(exc).__name__, str(exc))
-        out("workers", len(cluster.workers))
-        """,
+        cluster_lifecycle.fork_env_errors,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [
@@ -204,19 +141,7 @@ def test_fork_env_errors(tmp_path: Path) -> None:
 def test_primary_only_calls_raise_in_a_worker(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            cluster.on("message", lambda w, m, h: (out(*m), w.disconnect()))
-            cluster.fork()
-        else:
-            errors = []
-            for call in (cluster.fork, cluster.setup_primary, cluster.disconnect, cluster.wait):
-                try:
-                    call()
-                except cluster.NotPrimaryError as exc:
-                    errors.append(str(exc))
-            cluster.worker.send(errors)
-        """,
+        cluster_lifecycle.primary_only_calls_raise_in_a_worker,
     )
     assert result.returncode == 0, result.stderr
     assert len(result.records) == 1
@@ -229,11 +154,7 @@ def test_primary_only_calls_raise_in_a_worker(tmp_path: Path) -> None:
 def test_disconnect_with_no_workers_calls_back(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        main = threading.main_thread()
-        cluster.disconnect(lambda: out("called", threading.current_thread() is main))
-        out("after-call")
-        """,
+        cluster_lifecycle.disconnect_with_no_workers_calls_back,
     )
     assert result.returncode == 0, result.stderr
     # Never called synchronously, from inside disconnect() (as in Node); whether the event
@@ -244,18 +165,7 @@ def test_disconnect_with_no_workers_calls_back(tmp_path: Path) -> None:
 def test_disconnect_callback_runs_once_all_are_gone(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            online = []
-            def on_online(w):
-                online.append(w.id)
-                if len(online) == 3:
-                    cluster.disconnect(lambda: out("done", sorted(cluster.workers)))
-            cluster.on("online", on_online)
-            cluster.on("exit", lambda w, c, s: out("exit", w.id, c, w.exited_after_disconnect))
-            for _ in range(3):
-                cluster.fork()
-        """,
+        cluster_lifecycle.disconnect_callback_runs_once_all_are_gone,
     )
     assert result.returncode == 0, result.stderr
     names = [r[0] for r in result.records]
@@ -268,18 +178,7 @@ def test_disconnect_callback_runs_once_all_are_gone(tmp_path: Path) -> None:
 def test_wait_with_timeout(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            w = cluster.fork()
-            out("short", cluster.wait(0.05))
-            w.disconnect()
-            out("long", cluster.wait(20))
-            out("empty", dict(cluster.workers))
-            try:
-                cluster.wait(-1)
-            except ValueError as exc:
-                out("error", str(exc))
-        """,
+        cluster_lifecycle.wait_with_timeout,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [
@@ -293,15 +192,7 @@ def test_wait_with_timeout(tmp_path: Path) -> None:
 def test_exception_in_handler_is_printed_and_the_primary_goes_on(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            def bad(worker):
-                raise ValueError("handler failed")
-            cluster.on("online", bad)
-            cluster.on("online", lambda w: (out("still-called"), w.disconnect()))
-            cluster.on("exit", lambda w, c, s: out("exit", c))
-            cluster.fork()
-        """,
+        cluster_lifecycle.exception_in_handler_is_printed_and_the_primary_goes_on,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [["still-called"], ["exit", 0]]
@@ -311,17 +202,7 @@ def test_exception_in_handler_is_printed_and_the_primary_goes_on(tmp_path: Path)
 def test_kill_with_a_bad_signal(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            cluster.on("exit", lambda w, c, s: out("exit", c, s))
-            w = cluster.fork()
-            for sig in ("SIGNOPE", 99999, 2.5):
-                try:
-                    w.kill(sig)
-                except (TypeError, ValueError) as exc:
-                    out(type(exc).__name__, str(exc))
-            w.kill("TERM")
-        """,
+        cluster_lifecycle.kill_with_a_bad_signal,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [
@@ -338,16 +219,7 @@ def test_worker_stays_alive_while_connected_and_primary_while_it_has_workers(
     # The seed pattern: both scripts reach their end; the processes live on while connected.
     cluster_ = LiveCluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            cluster.on("message", lambda w, m, h: out("message", m))
-            cluster.on("exit", lambda w, c, s: out("exit", c, s))
-            w = cluster.fork()
-            out("primary-script-done")
-        else:
-            cluster.worker.on("message", lambda m, h: cluster.worker.send("pong:" + m))
-            cluster.worker.send("worker-script-done")
-        """,
+        cluster_lifecycle.worker_stays_alive_while_connected_and_primary_while_it_has_workers,
     )
     try:
         cluster_.wait_for(lambda r: r == ["message", "worker-script-done"])
@@ -362,16 +234,7 @@ def test_primary_sigkilled_leaves_no_worker(tmp_path: Path) -> None:
     # test-cluster-primary-kill: no orphans, within a second.
     live = LiveCluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            cluster.on("online", lambda w: out("online", w.pid))
-            for _ in range(3):
-                cluster.fork()
-        else:
-            # Even a worker busy in its own code ends with the primary.
-            while True:
-                time.sleep(0.05)
-        """,
+        cluster_lifecycle.primary_sigkilled_leaves_no_worker,
         new_session=True,
     )
     try:
@@ -390,12 +253,7 @@ def test_ctrl_c_stops_everything_quietly(tmp_path: Path) -> None:
 
     live = LiveCluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            cluster.on("online", lambda w: out("online", w.pid))
-            for _ in range(2):
-                cluster.fork()
-        """,
+        cluster_lifecycle.ctrl_c_stops_everything_quietly,
         new_session=True,
     )
     try:
@@ -412,14 +270,7 @@ def test_ctrl_c_stops_everything_quietly(tmp_path: Path) -> None:
 def test_uncaught_exception_in_primary_ends_it_and_its_workers(tmp_path: Path) -> None:
     live = LiveCluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            ready = threading.Event()
-            cluster.on("online", lambda w: (out("online", w.pid), ready.set()))
-            cluster.fork()
-            ready.wait(20)
-            raise SystemError("primary failed")
-        """,
+        cluster_lifecycle.uncaught_exception_in_primary_ends_it_and_its_workers,
         new_session=True,
     )
     try:
@@ -435,18 +286,7 @@ def test_kill_and_disconnect_side_by_side(tmp_path: Path) -> None:
     # test-cluster-kill-disconnect: one worker killed, one disconnected, in the same cluster.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            def on_online(w):
-                if w.id == 1:
-                    w.kill()
-                else:
-                    w.disconnect()
-            cluster.on("online", on_online)
-            cluster.on("exit", lambda w, c, s: out("exit", w.id, c, s, w.exited_after_disconnect))
-            cluster.fork()
-            cluster.fork()
-        """,
+        cluster_lifecycle.kill_and_disconnect_side_by_side,
     )
     assert result.returncode == 0, result.stderr
     assert sorted(result.records) == [
@@ -458,29 +298,7 @@ def test_kill_and_disconnect_side_by_side(tmp_path: Path) -> None:
 def test_fork_and_send_from_many_threads(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        N = 200
-        if cluster.is_primary:
-            got = {}
-            def on_message(w, m, h):
-                got.setdefault(w.id, []).append(m)
-                if len(got[w.id]) == N:
-                    out("in-order", w.id, got[w.id] == list(range(N)))
-                    w.disconnect()
-            cluster.on("message", on_message)
-            def start():
-                w = cluster.fork()
-                for i in range(N):
-                    w.send(i)
-            threads = [threading.Thread(target=start) for _ in range(4)]
-            for t in threads:
-                t.start()
-            for t in threads:
-                t.join()
-            out("ids", sorted(cluster.workers))
-        else:
-            cluster.worker.on("message", lambda m, h: cluster.worker.send(m))
-        """,
+        cluster_lifecycle.fork_and_send_from_many_threads,
     )
     assert result.returncode == 0, result.stderr
     assert result.named("ids") == [["ids", [1, 2, 3, 4]]]
@@ -491,18 +309,7 @@ def test_fork_and_send_from_many_threads(tmp_path: Path) -> None:
 def test_no_descriptor_of_the_primary_leaks_into_a_worker(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            keep = [socket.socket() for _ in range(5)]  # the primary's own descriptors
-            cluster.on("message", lambda w, m, h: (out("fds", m), w.disconnect()))
-            cluster.fork()
-            cluster.fork()
-        else:
-            from pycluster import _runtime
-            fds = sorted(int(n) for n in os.listdir("/proc/self/fd"))
-            channel = _runtime.child.channel.fd
-            cluster.worker.send([fd for fd in fds if fd > 2 and fd != channel])
-        """,
+        cluster_lifecycle.no_descriptor_of_the_primary_leaks_into_a_worker,
     )
     assert result.returncode == 0, result.stderr
     # Only what the worker itself opened remains: listdir's own directory handle.

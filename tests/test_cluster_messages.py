@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps import cluster_messages
 from tests.clusterkit import run_cluster
 
 pytestmark = pytest.mark.timeout(90)
@@ -16,21 +17,7 @@ def test_messages_both_ways(tmp_path: Path) -> None:
     # test-cluster-message: worker -> primary reaches worker "message" and cluster "message".
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            w = cluster.fork()
-            w.on("message", lambda m, h: out("worker-event", m, h))
-            def on_message(worker, m, h):
-                out("cluster-event", worker.id, m, h)
-                if m == "hello":
-                    worker.send({"reply": "hi", "n": [1, 2.5, None, True]})
-                else:
-                    worker.disconnect()
-            cluster.on("message", on_message)
-        else:
-            cluster.worker.on("message", lambda m, h: cluster.worker.send({"echo": m}))
-            cluster.worker.send("hello")
-        """,
+        cluster_messages.messages_both_ways,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [
@@ -44,30 +31,7 @@ def test_messages_both_ways(tmp_path: Path) -> None:
 def test_ten_thousand_messages_keep_their_order(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        N = 10_000
-        if cluster.is_primary:
-            got = []
-            def on_message(w, m, h):
-                got.append(m)
-                if len(got) == N:
-                    out("primary-got", got == list(range(N)))
-                    for i in range(N):
-                        w.send(i)
-            cluster.on("message", on_message)
-            cluster.on("exit", lambda w, c, s: out("exit", c))
-            cluster.fork()
-        else:
-            got = []
-            def on_message(m, h):
-                got.append(m)
-                if len(got) == N:
-                    cluster.worker.send({"worker-got": got == list(range(N))})
-                    cluster.worker.disconnect()
-            cluster.worker.on("message", on_message)
-            for i in range(N):
-                cluster.worker.send(i)
-        """,
+        cluster_messages.ten_thousand_messages_keep_their_order,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [["primary-got", True], ["exit", 0]]
@@ -76,21 +40,7 @@ def test_ten_thousand_messages_keep_their_order(tmp_path: Path) -> None:
 def test_64_mib_message_round_trips_intact(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        import hashlib
-        SIZE = 64 * 1024 * 1024
-        if cluster.is_primary:
-            big = "x" * (SIZE - 100) + "".join(chr(65 + i % 26) for i in range(100))
-            digest = hashlib.sha256(big.encode()).hexdigest()
-            def on_message(w, m, h):
-                out("back", len(m), hashlib.sha256(m.encode()).hexdigest() == digest)
-                w.disconnect()
-            cluster.on("message", on_message)
-            cluster.on("online", lambda w: w.send(big))
-            cluster.fork()
-        else:
-            cluster.worker.on("message", lambda m, h: cluster.worker.send(m))
-        """,
+        cluster_messages.message_of_64_mib_round_trips_intact,
         timeout=80,
     )
     assert result.returncode == 0, result.stderr
@@ -101,21 +51,7 @@ def test_pickle_serialization_round_trip(tmp_path: Path) -> None:
     # test-cluster-advanced-serialization: values JSON cannot carry.
     result = run_cluster(
         tmp_path,
-        """
-        import collections
-        if cluster.is_primary:
-            cluster.setup_primary(serialization="pickle")
-            def on_message(w, m, h):
-                out("types", sorted(type(v).__name__ for v in m.values()),
-                    m["set"] == {1, 2}, m["bytes"] == b"\\x00\\xff", m["od"]["b"] == 2)
-                w.disconnect()
-            cluster.on("message", on_message)
-            cluster.on("online", lambda w: w.send({"set": {1, 2}, "bytes": b"\\x00\\xff",
-                                                   "od": collections.OrderedDict(b=2)}))
-            cluster.fork()
-        else:
-            cluster.worker.on("message", lambda m, h: cluster.worker.send(m))
-        """,
+        cluster_messages.pickle_serialization_round_trip,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [["types", ["OrderedDict", "bytes", "set"], True, True, True]]
@@ -124,26 +60,7 @@ def test_pickle_serialization_round_trip(tmp_path: Path) -> None:
 def test_json_send_refuses_unencodable_values(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            def on_online(w):
-                try:
-                    w.send({1, 2})
-                except TypeError as exc:
-                    out("primary", str(exc))
-                try:
-                    w.send("x", handle="not a socket")
-                except TypeError as exc:
-                    out("primary", str(exc))
-            cluster.on("online", on_online)
-            cluster.on("message", lambda w, m, h: (out("worker", m), w.disconnect()))
-            cluster.fork()
-        else:
-            try:
-                cluster.worker.send(object())
-            except TypeError as exc:
-                cluster.worker.send(str(exc))
-        """,
+        cluster_messages.json_send_refuses_unencodable_values,
     )
     assert result.returncode == 0, result.stderr
     messages = {r[0]: r[1] for r in result.records}
@@ -156,20 +73,7 @@ def test_json_send_refuses_unencodable_values(tmp_path: Path) -> None:
 def test_send_on_a_closed_channel_raises_which_side_closed_it(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            def on_exit(w, code, sig):
-                try:
-                    w.send("late")
-                except cluster.ChannelClosedError as exc:
-                    out("closed", w.id, type(exc).__name__, str(exc))
-            cluster.on("exit", on_exit)
-            asked = cluster.fork()
-            asked.on("online", lambda: asked.disconnect())  # this side closes it
-            cluster.fork({"GO_AWAY": "1"})  # the worker leaves on its own
-        elif os.environ.get("GO_AWAY"):
-            os._exit(0)
-        """,
+        cluster_messages.send_on_a_closed_channel_raises_which_side_closed_it,
     )
     assert result.returncode == 0, result.stderr
     assert sorted(result.named("closed")) == [
@@ -181,21 +85,7 @@ def test_send_on_a_closed_channel_raises_which_side_closed_it(tmp_path: Path) ->
 def test_user_message_imitating_a_command_is_just_a_message(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            def on_message(w, m, h):
-                out("message", m, w.state, w.exited_after_disconnect)
-                if m == "done":
-                    w.disconnect()
-            cluster.on("message", on_message)
-            cluster.on("exit", lambda w, c, s: out("exit", c))
-            cluster.fork()
-        else:
-            cluster.worker.on("message", lambda m, h: out("worker-message", m))
-            cluster.worker.send({"cmd": "disconnecting"})
-            cluster.worker.send({"cmd": "online"})
-            cluster.worker.send("done")
-        """,
+        cluster_messages.user_message_imitating_a_command_is_just_a_message,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [
@@ -269,14 +159,7 @@ def test_malformed_frame_closes_only_that_channel(tmp_path: Path, garbage: str) 
 def test_malformed_frame_without_error_listener_is_reported_not_raised(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            cluster.on("exit", lambda w, c, s: out("exit", c, s))
-            cluster.fork()
-        else:
-            from pycluster import _runtime
-            _runtime.child.channel.sock.sendall(b"\\x00" * 12)
-        """,
+        cluster_messages.malformed_frame_without_error_listener_is_reported_not_raised,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [["exit", 0, None]]
@@ -289,41 +172,7 @@ def test_send_listening_and_connected_sockets(tmp_path: Path) -> None:
     # test-cluster-send-handle: a listening socket and a connected one cross the channel.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            server = socket.create_server(("127.0.0.1", 0))
-            port = server.getsockname()[1]
-            a, b = socket.socketpair()
-            def on_online(w):
-                w.send({"kind": "listening", "port": port}, server)
-                w.send({"kind": "connected"}, b)
-                b.close()
-            def on_message(w, m, h):
-                if m == "accepting":
-                    with socket.create_connection(("127.0.0.1", port)) as c:
-                        out("client-got", c.recv(100).decode())
-                elif m == "connected-ok":
-                    out("pair-got", a.recv(100).decode())
-                    w.disconnect()
-            cluster.on("online", on_online)
-            cluster.on("message", on_message)
-            cluster.fork()
-        else:
-            def on_message(m, h):
-                out("handle", m["kind"], type(h).__name__, h.family.name, h.type.name)
-                if m["kind"] == "listening":
-                    def serve():
-                        conn, _ = h.accept()
-                        conn.sendall(b"from worker")
-                        conn.close()
-                    threading.Thread(target=serve).start()
-                    cluster.worker.send("accepting")
-                else:
-                    h.sendall(b"over the passed pair")
-                    h.close()
-                    cluster.worker.send("connected-ok")
-            cluster.worker.on("message", on_message)
-        """,
+        cluster_messages.send_listening_and_connected_sockets,
     )
     assert result.returncode == 0, result.stderr
     records = result.records
@@ -336,25 +185,7 @@ def test_send_listening_and_connected_sockets(tmp_path: Path) -> None:
 def test_worker_sends_a_udp_socket_to_the_primary(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            def on_message(w, m, h):
-                out("got", m, h.type.name)
-                data, _ = h.recvfrom(100)
-                out("datagram", data.decode())
-                h.close()
-                w.disconnect()
-            cluster.on("message", on_message)
-            cluster.fork()
-        else:
-            udp = cluster.exclusive(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-            udp.bind(("127.0.0.1", 0))  # its own socket, not shared through the primary
-            port = udp.getsockname()[1]
-            cluster.worker.send(port, udp)
-            udp.close()
-            sender = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            sender.sendto(b"hello udp", ("127.0.0.1", port))
-        """,
+        cluster_messages.worker_sends_a_udp_socket_to_the_primary,
     )
     assert result.returncode == 0, result.stderr
     assert result.records[0][2] == "SOCK_DGRAM"
@@ -363,7 +194,7 @@ def test_worker_sends_a_udp_socket_to_the_primary(tmp_path: Path) -> None:
 
 def test_records_are_json(tmp_path: Path) -> None:
     # The helper itself: a primary printing nothing gives no records and exits 0.
-    result = run_cluster(tmp_path, "out('only', 1)")
+    result = run_cluster(tmp_path, cluster_messages.records_are_json)
     assert result.records == [["only", 1]]
     assert json.loads(result.stdout) == ["only", 1]
 
@@ -373,27 +204,7 @@ def test_a_closed_socket_as_a_handle_is_the_senders_error_not_a_closed_channel(
 ) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        def closed_handle_error(send):
-            dead = socket.socket()
-            dead.close()
-            try:
-                send("with a dead handle", dead)
-            except Exception as exc:
-                return type(exc).__name__
-            return "nothing"
-        if cluster.is_primary:
-            def on_online(w):
-                out("primary", closed_handle_error(w.send))
-                w.send("still open")
-            cluster.on("online", on_online)
-            cluster.on("message", lambda w, m, h: (out("worker", m), w.disconnect()))
-            cluster.fork()
-        else:
-            def on_message(m, h):
-                cluster.worker.send(closed_handle_error(cluster.worker.send))
-            cluster.worker.on("message", on_message)
-        """,
+        cluster_messages.a_closed_socket_as_a_handle_is_the_senders_error_not_a_closed_channel,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [["primary", "OSError"], ["worker", "OSError"]]

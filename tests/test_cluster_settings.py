@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps import cluster_settings
 from tests.clusterkit import run_cluster, usable_by_others
 
 pytestmark = pytest.mark.timeout(60)
@@ -17,6 +18,7 @@ def test_settings_empty_until_setup_then_cumulative_with_setup_events(tmp_path: 
     # test-cluster-setup-primary(-cumulative, -emit, -multiple).
     result = run_cluster(
         tmp_path,
+        # A script: its default exec is its own path.
         """
         if cluster.is_primary:
             out("before", dict(cluster.settings))
@@ -51,6 +53,7 @@ def test_args_exec_argv_and_default_args_reach_the_worker(tmp_path: Path) -> Non
     # test-cluster-setup-primary-argv: by default a worker gets the primary's own argv.
     result = run_cluster(
         tmp_path,
+        # A script: what it sees of its own argv and file.
         """
         if cluster.is_primary:
             cluster.on("message", lambda w, m, h: (out("worker", w.id, m), w.disconnect()))
@@ -121,22 +124,7 @@ def test_exec_as_module(tmp_path: Path) -> None:
 def test_silent_pipes_worker_output_to_the_primary(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            cluster.setup_primary(silent=True)
-            w = cluster.fork()
-            def on_exit(worker, code, sig):
-                out("captured", worker.process.stdout.read().decode(),
-                    worker.process.stderr.read().decode())
-            cluster.on("exit", on_exit)
-            cluster.on("message", lambda w, m, h: w.disconnect())
-        else:
-            print("to stdout", flush=True)
-            print("to stderr", file=sys.stderr, flush=True)
-            # A disconnect from the primary ends a worker whose main code is still running, so
-            # it waits for the prints (on "online" the worker's script may not have run yet).
-            cluster.worker.send("printed")
-        """,
+        cluster_settings.silent_pipes_worker_output_to_the_primary,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [["captured", "to stdout\n", "to stderr\n"]]
@@ -146,15 +134,7 @@ def test_silent_pipes_worker_output_to_the_primary(tmp_path: Path) -> None:
 def test_stdio_ignore(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            cluster.setup_primary(stdio=["inherit", "ignore", "inherit"])
-            cluster.on("exit", lambda w, c, s: out("exit", c))
-            cluster.on("online", lambda w: w.disconnect())
-            cluster.fork()
-        else:
-            print("invisible", flush=True)
-        """,
+        cluster_settings.stdio_ignore,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [["exit", 0]]
@@ -163,25 +143,7 @@ def test_stdio_ignore(tmp_path: Path) -> None:
 def test_scheduling_policy_env_assignment_and_freeze(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            out("initial", int(cluster.scheduling_policy))
-            cluster.scheduling_policy = cluster.SCHED_RR
-            cluster.setup_primary(scheduling_policy="reuseport")
-            out("set", int(cluster.scheduling_policy))
-            for bad in (7, "fifo"):
-                try:
-                    cluster.scheduling_policy = bad
-                except ValueError as exc:
-                    out("bad", str(exc).split(";")[0])
-            w = cluster.fork()
-            try:
-                cluster.scheduling_policy = cluster.SCHED_NONE
-            except cluster.ClusterError as exc:
-                out("frozen", str(exc))
-            out("still", int(cluster.scheduling_policy))
-            w.disconnect()
-        """,
+        cluster_settings.scheduling_policy_env_assignment_and_freeze,
         env={"PYCLUSTER_SCHED_POLICY": "none"},
     )
     assert result.returncode == 0, result.stderr
@@ -198,18 +160,7 @@ def test_scheduling_policy_env_assignment_and_freeze(tmp_path: Path) -> None:
 def test_fork_with_a_missing_cwd_raises_and_keeps_the_primary(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            cluster.setup_primary(cwd="/nonexistent/dir")
-            try:
-                cluster.fork()
-            except FileNotFoundError as exc:
-                out("error", exc.filename)
-            cluster.setup_primary(cwd=None)
-            w = cluster.fork()
-            out("id", w.id)
-            w.disconnect()
-        """,
+        cluster_settings.fork_with_a_missing_cwd_raises_and_keeps_the_primary,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [["error", "/nonexistent/dir"], ["id", 1]]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps import heartbeat
 from tests.clusterkit import run_cluster
 
 pytestmark = pytest.mark.timeout(90)
@@ -95,35 +96,7 @@ def test_rr_untaken_connections_are_counted(tmp_path: Path) -> None:
     # A worker that listens but never accepts again holds what the primary handed it.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            track_listening()
-            hungry = threading.Event()
-            cluster.on("message", lambda w, m, h: hungry.set())
-            worker = cluster.fork()
-            address = tuple(wait_listening(1)[0][1][:2])
-            assert hungry.wait(20)
-            clients = []
-            for _ in range(3):
-                c = socket.create_connection(address)
-                clients.append(c)
-            deadline = time.monotonic() + 20
-            while time.monotonic() < deadline and worker.stats.untaken == 0:
-                worker.ping()
-                time.sleep(0.05)
-            stats = worker.stats
-            out("untaken", stats.untaken, stats.untaken_since is not None)
-            worker.kill("SIGKILL")
-            cluster.disconnect()
-        else:
-            s = socket.create_server(("127.0.0.1", 0))
-            s.setblocking(False)
-            try:
-                s.accept()  # says it is hungry, then never comes back
-            except BlockingIOError:
-                cluster.worker.send("hungry")
-            threading.Event().wait()
-        """,
+        heartbeat.rr_untaken_connections_are_counted,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr

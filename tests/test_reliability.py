@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from pycluster.supervisor._control import request
+from tests.apps import reliability
 from tests.clusterkit import Load, Supervised, pid_alive, run_cluster, wait_until
 
 pytestmark = pytest.mark.timeout(180)
@@ -184,36 +185,7 @@ def test_100k_connections_leave_the_primary_flat(tmp_path: Path) -> None:
     client.write_text(CLIENT)
     result = run_cluster(
         tmp_path,
-        """
-        import subprocess
-        def rss_kb():
-            for line in open("/proc/self/status"):
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-        def load(count):
-            client = [sys.executable, os.environ["CLIENT"], str(port), str(count)]
-            subprocess.run(client, check=True)
-        if cluster.is_primary:
-            track_listening()
-            cluster.fork()
-            cluster.fork()
-            port = wait_listening(2)[0][1][1]
-            load(5000)  # warm up: buffers, caches, the allocator's arenas
-            fds, rss = len(os.listdir("/proc/self/fd")), rss_kb()
-            load(100_000)
-            out("after", len(os.listdir("/proc/self/fd")) - fds, rss_kb() - rss)
-            cluster.disconnect()
-        else:
-            import asyncio
-            async def handle(reader, writer):
-                await reader.read(1)
-                writer.write(b"ok")
-                writer.close()
-            async def main():
-                server = await asyncio.start_server(handle, "127.0.0.1", 0)
-                await server.serve_forever()
-            asyncio.run(main())
-        """,
+        reliability.connections_100k_leave_the_primary_flat,
         env={"CLIENT": str(client)},
         timeout=170,
     )
@@ -228,33 +200,7 @@ def test_100k_connections_leave_the_primary_flat(tmp_path: Path) -> None:
 def test_a_thousand_forks_leave_no_zombie_no_fd_and_no_worker(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        def zombies():
-            found = 0
-            for entry in os.listdir("/proc"):
-                if entry.isdigit():
-                    try:
-                        stat = open(f"/proc/{entry}/stat").read().rsplit(")", 1)[1].split()
-                    except OSError:
-                        continue
-                    if stat[0] == "Z" and int(stat[1]) == os.getpid():
-                        found += 1
-            return found
-        if cluster.is_primary:
-            cluster.fork()  # the first fork starts the loop and its descriptors
-            cluster.wait(30)
-            fds = len(os.listdir("/proc/self/fd"))
-            exits = []
-            cluster.on("exit", lambda w, c, s: exits.append(c))
-            for batch in range(100):
-                for _ in range(10):
-                    cluster.fork()
-                assert cluster.wait(60)
-            out("done", len(exits), sorted(set(exits)), len(cluster.workers),
-                len(os.listdir("/proc/self/fd")) - fds, zombies())
-        else:
-            sys.exit(0)
-        """,
+        reliability.a_thousand_forks_leave_no_zombie_no_fd_and_no_worker,
         timeout=170,
     )
     assert result.returncode == 0, result.stderr
@@ -264,26 +210,7 @@ def test_a_thousand_forks_leave_no_zombie_no_fd_and_no_worker(tmp_path: Path) ->
 def test_a_worker_holds_only_its_own_descriptors(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            track_listening()
-            cluster.fork()  # listens: the primary now holds a socket, a handoff pair, a pidfd...
-            wait_listening(1)
-            cluster.on("message", lambda w, m, h: (out("fds", m), cluster.disconnect()))
-            cluster.fork({"REPORT": "1"})
-        elif os.environ.get("REPORT"):
-            fds = {}
-            for fd in os.listdir("/proc/self/fd"):
-                try:
-                    fds[fd] = os.readlink(f"/proc/self/fd/{fd}")
-                except OSError:
-                    pass  # the listing's own descriptor, gone already
-            cluster.worker.send(sorted(fds.values()))
-        else:
-            s = socket.create_server(("127.0.0.1", 0))
-            while True:
-                s.accept()[0].close()
-        """,
+        reliability.a_worker_holds_only_its_own_descriptors,
     )
     assert result.returncode == 0, result.stderr
     ((_, targets),) = result.named("fds")
@@ -356,28 +283,7 @@ def test_a_worker_imitating_commands_cannot_steer_the_primary(tmp_path: Path) ->
 def test_bad_input_is_named_and_the_cluster_still_works(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        def attempt(what, fn):
-            try:
-                fn()
-                out(what, "no error")
-            except Exception as exc:
-                out(what, type(exc).__name__, str(exc))
-        if cluster.is_primary:
-            attempt("policy", lambda: setattr(cluster, "scheduling_policy", 7))
-            attempt("env value", lambda: cluster.fork(env={"A": 1}))
-            attempt("env key", lambda: cluster.fork(env={"": "x"}))
-            attempt("setting", lambda: cluster.setup_primary(workers=3))
-            attempt("port", lambda: cluster.listen(("127.0.0.1", 70000)))
-            attempt("family", lambda: cluster.listen(("127.0.0.1", 80), family=99))
-            attempt("callback", lambda: cluster.disconnect(5))
-            w = cluster.fork()
-            attempt("signal", lambda: w.kill("SIGNOPE"))
-            attempt("message", lambda: w.send(object()))
-            w.on("message", lambda m, h: (out("worker", m), cluster.disconnect()))
-        else:
-            cluster.worker.send("still fine")
-        """,
+        reliability.bad_input_is_named_and_the_cluster_still_works,
     )
     assert result.returncode == 0, result.stderr
     got = {r[0]: r[1:] for r in result.records}

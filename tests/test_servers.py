@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps.servers import gevent_patch_all
 from tests.clusterkit import run_cluster
 
 pytestmark = pytest.mark.timeout(120)
@@ -136,16 +137,7 @@ def test_gevent_monkey_patched_threads_are_refused_with_a_clear_error(tmp_path: 
     # (gevent's LoopExit); now the bind fails with an error that says what to do.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            cluster.on("exit", lambda w, c, s: out("exit", c, s))
-            cluster.fork()
-        else:
-            from gevent import monkey
-            monkey.patch_all()
-            from gevent.pywsgi import WSGIServer
-            WSGIServer(("127.0.0.1", 0), None).serve_forever()
-        """,
+        gevent_patch_all.main,
         timeout=60,
     )
     assert result.returncode == 0, result.stderr

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps import sharing_blocking
 from tests.clusterkit import run_cluster
 
 pytestmark = pytest.mark.timeout(90)
@@ -66,27 +67,7 @@ def test_one_workers_setblocking_leaves_the_others_non_blocking(tmp_path: Path) 
     # an asyncio worker's socket block.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            track_listening()
-            a = cluster.fork({"ROLE": "blocking"})
-            wait_listening(1)
-            b = cluster.fork({"ROLE": "check"})
-            b.on("message", lambda m, h: (out("check", m), cluster.disconnect()))
-        elif os.environ["ROLE"] == "blocking":
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind(("127.0.0.1", 0))
-            s.setblocking(True)
-            s.settimeout(None)
-            while True:
-                s.recvfrom(100)
-        else:
-            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            s.bind(("127.0.0.1", 0))
-            cluster.worker.send([os.get_blocking(s.fileno()), s.gettimeout()])
-            while True:
-                s.recvfrom(100)
-        """,
+        sharing_blocking.one_workers_setblocking_leaves_the_others_non_blocking,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.named("check") == [["check", [False, None]]]

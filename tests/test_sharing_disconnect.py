@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps import sharing_disconnect
 from tests.clusterkit import run_cluster
 
 pytestmark = pytest.mark.timeout(90)
@@ -154,22 +155,7 @@ def test_disconnect_of_a_blocking_accept_loop(tmp_path: Path) -> None:
     # the disconnect still completes and the worker exits 0.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            track_listening()
-            for _ in range(2):
-                cluster.fork()
-            wait_listening(2)
-            cluster.on("exit", lambda w, c, s: out("exit", c, s, w.exited_after_disconnect))
-            cluster.disconnect()
-        else:
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            s.listen()
-            while True:
-                conn, _ = s.accept()
-                conn.close()
-        """,
+        sharing_disconnect.disconnect_of_a_blocking_accept_loop,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [["exit", 0, None, True], ["exit", 0, None, True]]

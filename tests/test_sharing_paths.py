@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps import sharing_paths
 from tests.clusterkit import run_cluster, then_worker
 
 pytestmark = pytest.mark.timeout(90)
@@ -104,25 +105,7 @@ def test_relative_unix_path_longer_than_sun_path_when_absolute(tmp_path: Path, p
     deep.mkdir(parents=True)
     result = run_cluster(
         deep,
-        """
-        if cluster.is_primary:
-            track_listening()
-            cluster.fork()
-            cluster.fork()
-            path = wait_listening(2)[0][1][0]
-            out("long", len(path) > 108, path == os.path.abspath("app.sock"))
-            out("answers", sorted({ask("app.sock").decode().isdigit() for _ in range(6)}))
-            cluster.disconnect()
-        else:
-            s = socket.socket(socket.AF_UNIX)
-            s.bind("app.sock")
-            s.listen()
-            while True:
-                conn, _ = s.accept()
-                conn.recv(100)
-                conn.sendall(str(os.getpid()).encode())
-                conn.close()
-        """,
+        sharing_paths.relative_unix_path_longer_than_sun_path_when_absolute,
         env={"PYCLUSTER_SCHED_POLICY": policy},
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -134,21 +117,7 @@ def test_unix_path_too_long_as_given_fails_as_standalone(tmp_path: Path) -> None
     # It used to come back from the primary as a bare EINVAL; Python's own bind() says why.
     result = run_cluster(
         tmp_path,
-        """
-        def bind_long():
-            s = socket.socket(socket.AF_UNIX)
-            try:
-                s.bind(os.path.abspath("x" * 120))
-            except OSError as exc:
-                return [str(exc), exc.errno]
-            return "bound"
-        if cluster.is_primary:
-            out("standalone", bind_long())
-            cluster.on("message", lambda w, m, h: (out("worker", m), w.disconnect()))
-            cluster.fork()
-        else:
-            cluster.worker.send(bind_long())
-        """,
+        sharing_paths.unix_path_too_long_as_given_fails_as_standalone,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.named("standalone") == [["standalone", ["AF_UNIX path too long", None]]]
@@ -160,29 +129,7 @@ def test_port_0_again_after_close_gets_the_shared_port(tmp_path: Path, policy: s
     # Node's child.js: once no server holds a port-0 index, numbering starts again.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            def on_message(w, m, h):
-                out("ports", w.id, m)
-                if w.id == 1:
-                    cluster.fork()  # while the first still holds the port
-                else:
-                    cluster.disconnect()
-            cluster.on("message", on_message)
-            cluster.fork()
-        else:
-            def port0():
-                s = socket.socket()
-                s.bind(("127.0.0.1", 0))
-                s.listen()
-                return s
-            first = port0()
-            a = first.getsockname()[1]
-            if cluster.worker.id == 2:
-                first.close()
-                first = port0()
-            cluster.worker.send([a, first.getsockname()[1]])
-        """,
+        sharing_paths.port_0_again_after_close_gets_the_shared_port,
         env={"PYCLUSTER_SCHED_POLICY": policy},
     )
     assert result.returncode == 0, result.stdout + result.stderr
@@ -193,31 +140,7 @@ def test_port_0_again_after_close_gets_the_shared_port(tmp_path: Path, policy: s
 def test_two_reuseaddr_datagram_sockets_on_one_port_in_one_worker(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            cluster.on("message", lambda w, m, h: out("result", m))
-            cluster.fork()
-        else:
-            import errno
-            socks = []
-            for _ in range(2):
-                s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-                s.bind(("127.0.0.1", socks[0].getsockname()[1] if socks else 0))
-                socks.append(s)
-            plain = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            try:
-                plain.bind(socks[0].getsockname())
-                refused = None
-            except OSError as exc:
-                refused = exc.errno
-            socks[0].close()
-            c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            c.sendto(b"x", socks[1].getsockname())
-            socks[1].settimeout(10)
-            cluster.worker.send([socks[1].recv(10).decode(), refused == errno.EADDRINUSE])
-            cluster.worker.disconnect()
-        """,
+        sharing_paths.two_reuseaddr_datagram_sockets_on_one_port_in_one_worker,
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.named("result") == [["result", ["x", True]]]

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.apps import sharing_rr
 from tests.clusterkit import run_cluster
 
 pytestmark = pytest.mark.timeout(120)
@@ -14,24 +15,7 @@ pytestmark = pytest.mark.timeout(120)
 def test_thousand_connections_split_evenly(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        import collections
-        if cluster.is_primary:
-            track_listening()
-            cluster.fork()
-            cluster.fork()
-            address = tuple(wait_listening(2)[0][1][:2])
-            counts = collections.Counter(ask(address).decode() for _ in range(1000))
-            out("counts", sorted(counts.items()))
-            cluster.disconnect()
-        else:
-            s = socket.create_server(("127.0.0.1", 0))
-            while True:
-                conn, _ = s.accept()
-                with conn:
-                    conn.recv(100)
-                    conn.sendall(str(cluster.worker.id).encode())
-        """,
+        sharing_rr.thousand_connections_split_evenly,
         timeout=100,
     )
     assert result.returncode == 0, result.stderr
@@ -45,38 +29,7 @@ def test_a_stuck_worker_is_skipped(tmp_path: Path) -> None:
     # worker without waiting (Node's RR would keep handing the stuck worker connections).
     result = run_cluster(
         tmp_path,
-        """
-        import collections
-        from http.server import HTTPServer, BaseHTTPRequestHandler
-        if cluster.is_primary:
-            track_listening()
-            cluster.fork()
-            cluster.fork()
-            address = tuple(wait_listening(2)[0][1][:2])
-            stuck = threading.Event()
-            cluster.on("message", lambda w, m, h: (out("stuck", w.id), stuck.set()))
-            threading.Thread(target=lambda: http_get(address, "/stuck"), daemon=True).start()
-            stuck.wait(20)
-            started = time.monotonic()
-            served = collections.Counter(http_get(address)[1] for _ in range(50))
-            out("served", sorted(served.items()), time.monotonic() - started < 20)
-            for w in list(cluster.workers.values()):
-                w.kill("SIGKILL")
-        else:
-            class Handler(BaseHTTPRequestHandler):
-                def do_GET(self):
-                    if self.path == "/stuck":
-                        cluster.worker.send("stuck")
-                        threading.Event().wait()  # stuck for good
-                    body = str(cluster.worker.id).encode()
-                    self.send_response(200)
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                def log_message(self, *args):
-                    pass
-            HTTPServer(("127.0.0.1", 0), Handler).serve_forever()
-        """,
+        sharing_rr.a_stuck_worker_is_skipped,
         timeout=100,
     )
     assert result.returncode == 0, result.stderr
@@ -163,26 +116,7 @@ def test_an_rr_socket_listened_on_outside_pycluster_listens_nowhere(tmp_path: Pa
     # outside pycluster fails, and nothing listens on an address the program did not ask for.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            cluster.on("message", lambda w, m, h: (out("child", m), w.disconnect()))
-            cluster.fork()
-        else:
-            import subprocess
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            child = subprocess.run(
-                [sys.executable, "-c",
-                 "import socket, sys\\n"
-                 "s = socket.socket(fileno=int(sys.argv[1]))\\n"
-                 "try:\\n"
-                 "    s.listen(); print('listening', s.getsockname())\\n"
-                 "except OSError as exc:\\n"
-                 "    print('refused', exc.errno)\\n",
-                 str(s.fileno())],
-                pass_fds=[s.fileno()], capture_output=True, text=True, check=True)
-            cluster.worker.send(child.stdout.split()[0])
-        """,
+        sharing_rr.an_rr_socket_listened_on_outside_pycluster_listens_nowhere,
         env={"PYCLUSTER_SCHED_POLICY": "rr"},
     )
     assert result.returncode == 0, result.stdout + result.stderr

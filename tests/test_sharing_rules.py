@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.clusterkit import run_cluster, usable_by_others, write_script
+from tests.apps import sharing_rules
+from tests.clusterkit import program_env, run_cluster, usable_by_others, write_script
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,20 +80,7 @@ def test_port_zero_is_shared_and_each_index_gets_its_own_port(tmp_path: Path, po
 def test_listening_event_address_and_state(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            def on_listening(worker, address):
-                out("cluster", worker.id, worker.state, address.address, address.port > 0,
-                    address.address_type, type(address).__name__)
-            cluster.on("listening", on_listening)
-            w = cluster.fork()
-            w.on("listening", lambda address: (out("worker", address.address_type),
-                                               w.disconnect() if address.address_type == 6
-                                               else None))
-        else:
-            socket.create_server(("", 0))
-            socket.create_server(("::1", 0), family=socket.AF_INET6)
-        """,
+        sharing_rules.listening_event_address_and_state,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [
@@ -171,40 +159,7 @@ def test_udp_is_shared_and_reports_udp4_udp6(tmp_path: Path) -> None:
     # test-cluster-dgram-1/-2: every worker reads datagrams from one shared socket.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            track_listening()
-            cluster.fork()
-            cluster.fork()
-            events = wait_listening(4)
-            kinds = sorted({(a[2], a[1]) for _, a in events})
-            out("kinds", [k for k, _ in kinds])
-            for kind, port in kinds:
-                host = "127.0.0.1" if kind == "udp4" else "::1"
-                got = ask((host, port), b"x", kind=socket.SOCK_DGRAM).decode()
-                out("answer", kind, got in ("1", "2"))
-            cluster.disconnect()
-        else:
-            def serve(sock):
-                def loop():
-                    while True:
-                        try:
-                            data, peer = sock.recvfrom(100)
-                        except BlockingIOError:
-                            import select
-                            select.select([sock], [], [])
-                            continue
-                        except OSError:
-                            return
-                        sock.sendto(str(cluster.worker.id).encode(), peer)
-                threading.Thread(target=loop, daemon=True).start()
-            u4 = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-            u4.bind(("127.0.0.1", 0))
-            u6 = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
-            u6.bind(("::1", 0))
-            serve(u4)
-            serve(u6)
-        """,
+        sharing_rules.udp_is_shared_and_reports_udp4_udp6,
     )
     assert result.returncode == 0, result.stderr
     assert result.named("kinds") == [["kinds", ["udp4", "udp6"]]]
@@ -215,34 +170,7 @@ def test_bind_errors_come_back_as_oserror_and_the_primary_stays_healthy(tmp_path
     # test-cluster-bind-twice, -eaddrinuse, -listen-twice-same-port, -shared-handle-bind-error.
     result = run_cluster(
         tmp_path,
-        """
-        import errno
-        if cluster.is_primary:
-            taken = socket.create_server(("127.0.0.1", 0))  # held by someone else
-            port = taken.getsockname()[1]
-            cluster.on("message", lambda w, m, h: (out(*m), w.disconnect()))
-            cluster.fork({"TAKEN": str(port)})
-        else:
-            report = []
-            try:
-                socket.create_server(("127.0.0.1", int(os.environ["TAKEN"])))
-            except OSError as exc:
-                report.append(errno.errorcode[exc.errno])
-            s = socket.create_server(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-            try:
-                socket.create_server(("127.0.0.1", port))
-            except OSError as exc:
-                report.append(errno.errorcode[exc.errno])
-            s.close()
-            again = socket.create_server(("127.0.0.1", port))  # server-restart
-            report.append(again.getsockname()[1] == port)
-            try:
-                socket.socket().bind(("127.0.0.1", 70000))
-            except OverflowError as exc:
-                report.append("OverflowError")
-            cluster.worker.send(report)
-        """,
+        sharing_rules.bind_errors_come_back_as_oserror_and_the_primary_stays_healthy,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [["EADDRINUSE", "EADDRINUSE", True, "OverflowError"]]
@@ -290,26 +218,7 @@ def test_closed_server_listens_again_while_the_other_worker_serves(
 def test_exclusive_and_no_sharing_opt_outs(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            got = []
-            def on_message(w, m, h):
-                got.append((w.id, m))
-                if len(got) == 3:
-                    out("ports", sorted(got))
-                    cluster.disconnect()
-            cluster.on("message", on_message)
-            cluster.fork()
-            cluster.fork()
-            cluster.fork({"PYCLUSTER_NO_SHARING": "1"})
-        else:
-            if os.environ.get("PYCLUSTER_NO_SHARING"):
-                s = socket.create_server(("127.0.0.1", 0))  # its own: no 'listening' event
-                cluster.worker.send(["own", s.getsockname()[1] > 0])
-            else:
-                s = cluster.listen(("127.0.0.1", 0), exclusive=True)
-                cluster.worker.send(["exclusive", s.getsockname()[1]])
-        """,
+        sharing_rules.exclusive_and_no_sharing_opt_outs,
     )
     assert result.returncode == 0, result.stderr
     ((_, got),) = result.named("ports")
@@ -321,19 +230,7 @@ def test_exclusive_and_no_sharing_opt_outs(tmp_path: Path) -> None:
 def test_listen_outside_a_worker_and_its_errors(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        s = cluster.listen(("127.0.0.1", 0), backlog=5)
-        out("plain", s.getsockname()[0], s.type == socket.SOCK_STREAM)
-        u = cluster.listen(("127.0.0.1", 0), type=socket.SOCK_DGRAM)
-        out("udp", u.type == socket.SOCK_DGRAM)
-        p = cluster.listen("plain.sock")
-        out("unix", p.family == socket.AF_UNIX, os.path.exists("plain.sock"))
-        for address, backlog in ((70000, None), ((1, 2), None), (("127.0.0.1", 0), -1)):
-            try:
-                cluster.listen(address, backlog=backlog)
-            except (TypeError, ValueError) as exc:
-                out(type(exc).__name__, str(exc))
-        """,
+        sharing_rules.listen_outside_a_worker_and_its_errors,
     )
     assert result.returncode == 0, result.stderr
     assert result.records[:3] == [["plain", "127.0.0.1", True], ["udp", True], ["unix", True, True]]
@@ -347,22 +244,7 @@ def test_listen_outside_a_worker_and_its_errors(tmp_path: Path) -> None:
 def test_client_socket_bound_to_a_source_address_is_not_shared(tmp_path: Path) -> None:
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            server = socket.create_server(("127.0.0.1", 0))
-            port = server.getsockname()[1]
-            def accept():
-                conn, peer = server.accept()
-                conn.sendall(b"hi")
-                conn.close()
-            threading.Thread(target=accept, daemon=True).start()
-            cluster.on("message", lambda w, m, h: (out("client", m), w.disconnect()))
-            cluster.fork({"PORT": str(port)})
-        else:
-            c = socket.create_connection(("127.0.0.1", int(os.environ["PORT"])),
-                                         source_address=("127.0.0.1", 0))
-            cluster.worker.send([c.recv(10).decode(), c.getsockname()[0]])
-        """,
+        sharing_rules.client_socket_bound_to_a_source_address_is_not_shared,
     )
     assert result.returncode == 0, result.stderr
     assert result.records == [["client", ["hi", "127.0.0.1"]]]
@@ -401,7 +283,7 @@ def test_bind_privileged_port_as_a_normal_user_is_eacces() -> None:
             timeout=30,
             user="nobody",
             cwd=directory,
-            env={**os.environ, "PYTHONPATH": src},
+            env=program_env({"PYTHONPATH": src}),
         )
     finally:
         shutil.rmtree(directory)
@@ -413,22 +295,7 @@ def test_reuseport_keeps_the_port_for_the_next_worker(tmp_path: Path) -> None:
     # The only worker exits; the next one's port-0 bind gets the same port.
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            track_listening()
-            first = cluster.fork()
-            port = wait_listening(1)[0][1][1]
-            done = threading.Event()
-            cluster.on("exit", lambda w, c, s: done.set())
-            first.kill()
-            done.wait(20)
-            cluster.fork()
-            again = wait_listening(2)[1][1][1]
-            out("same port", again == port)
-            cluster.disconnect()
-        else:
-            socket.create_server(("127.0.0.1", 0))
-        """,
+        sharing_rules.reuseport_keeps_the_port_for_the_next_worker,
         env={"PYCLUSTER_SCHED_POLICY": "reuseport"},
     )
     assert result.returncode == 0, result.stderr

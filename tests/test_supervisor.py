@@ -25,6 +25,7 @@ pytestmark = pytest.mark.timeout(120)
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SERVER = str(EXAMPLES / "server.py")
+SUPERVISED = Path(__file__).resolve().parent / "apps" / "supervised"
 
 
 def status(cluster: Supervised) -> dict[str, object]:
@@ -149,35 +150,10 @@ def test_control_socket_refuses_another_user() -> None:
         cluster.stop()
 
 
-HANGING_APP = """
-import os, sys, time
-from http.server import BaseHTTPRequestHandler, HTTPServer
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        if self.path == "/hang":
-            HANG
-        self.send_response(200)
-        self.send_header("X-Worker-Pid", str(os.getpid()))
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args):
-        pass
-
-server = HTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
-sys.stdout.write(f"{os.getpid()}: listening on http://127.0.0.1:{server.server_address[1]}/\\n")
-sys.stdout.flush()
-server.serve_forever()
-"""
-
-
-@pytest.mark.parametrize("hang", ["time.sleep(600)", "sum(range(10**12))"])  # the 2nd holds the GIL
-def test_a_hung_worker_is_killed_with_a_traceback_and_replaced(tmp_path: Path, hang: str) -> None:
-    app = tmp_path / "hang.py"
-    app.write_text(HANGING_APP.replace("HANG", hang))
-    cluster = Supervised("-w", "2", "--timeout", "1", str(app), env={"PORT": "0"})
+@pytest.mark.parametrize("hang", ["sleep", "spin"])  # spin holds the GIL
+def test_a_hung_worker_is_killed_with_a_traceback_and_replaced(hang: str) -> None:
+    app = str(SUPERVISED / "hanging.py")
+    cluster = Supervised("-w", "2", "--timeout", "1", app, env={"PORT": "0", "HANG": hang})
     try:
         cluster.wait_for(lambda: len(cluster.pids()) == 2)
         port = cluster.port()
@@ -198,32 +174,6 @@ def test_a_hung_worker_is_killed_with_a_traceback_and_replaced(tmp_path: Path, h
         cluster.stop()
 
 
-LEAKY_APP = """
-import os, sys
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-
-leak = []
-
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self):
-        if len(leak) < 60:
-            leak.append(bytearray(5 * 2**20))  # 5 MB more per request, up to 300 MB
-        self.send_response(200)
-        self.send_header("X-Worker-Pid", str(os.getpid()))
-        self.send_header("Content-Length", "2")
-        self.end_headers()
-        self.wfile.write(b"ok")
-
-    def log_message(self, *args):
-        pass
-
-server = ThreadingHTTPServer(("127.0.0.1", int(os.environ["PORT"])), Handler)
-sys.stdout.write(f"{os.getpid()}: listening on http://127.0.0.1:{server.server_address[1]}/\\n")
-sys.stdout.flush()
-server.serve_forever()
-"""
-
-
 @pytest.mark.parametrize(
     ("options", "why"),
     [
@@ -232,8 +182,7 @@ server.serve_forever()
     ],
 )
 def test_recycling_loses_no_request(tmp_path: Path, options: list[str], why: str) -> None:
-    app = tmp_path / "leaky.py"
-    app.write_text(LEAKY_APP)
+    app = SUPERVISED / "leaky.py"
     cluster = Supervised("-w", "2", *options, str(app), env={"PORT": "0"})
     try:
         cluster.wait_for(lambda: len(cluster.pids()) == 2)
@@ -343,26 +292,8 @@ def _connects(port: int, host: str = "127.0.0.1") -> bool:
     return True
 
 
-HOLDER = """
-import os, socket, subprocess, sys
-# Holds the port like a .socket unit: every cluster started gets it as LISTEN_FDS=1 on fd 3.
-listener = socket.create_server(("127.0.0.1", 0))
-os.environ["PORT"] = str(listener.getsockname()[1])  # where the program binds: the held socket
-print(os.environ["PORT"], flush=True)
-os.dup2(listener.fileno(), 3, inheritable=True)
-for line in sys.stdin:
-    subprocess.run(
-        ["sh", "-c", 'LISTEN_PID=$$ LISTEN_FDS=1 exec "$0" "$@"', sys.executable, "-m",
-         "pycluster", "run", "-w", "2", sys.argv[1]],
-        pass_fds=(3,), check=False,
-    )
-    print("cluster ended", flush=True)
-"""
-
-
 def test_socket_activation_holds_the_port_across_restarts(tmp_path: Path) -> None:
-    holder_script = tmp_path / "holder.py"
-    holder_script.write_text(HOLDER)
+    holder_script = SUPERVISED / "holder.py"
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
     holder = subprocess.Popen(
@@ -412,29 +343,16 @@ def status_pid(runtime: Path) -> str:
     return str(cluster_status(runtime)["pid"])
 
 
-ASGI_APP = """
-import os
-
-async def app(scope, receive, send):
-    if scope["type"] != "http":
-        return
-    await send({"type": "http.response.start", "status": 200,
-                "headers": [(b"x-worker-pid", str(os.getpid()).encode())]})
-    await send({"type": "http.response.body", "body": b"Hello Http"})
-"""
-
-
 def test_stop_signal_lets_the_server_close_kept_alive_connections(tmp_path: Path) -> None:
     # An idle kept-alive client holds an old worker (the cluster's disconnect waits for its
     # connections); uvicorn closes idle ones on SIGTERM, so with --stop-signal the old worker
     # leaves at once instead of at the graceful timeout.
-    (tmp_path / "hello_asgi.py").write_text(ASGI_APP)
     port = free_port()
     cluster = Supervised(
         "-w", "1", "--graceful-timeout", "60", "--stop-signal", "TERM",
         "-m", "uvicorn", "hello_asgi:app", "--port", str(port), "--log-level", "warning",
         "--timeout-keep-alive", "120",
-        env={"PYTHONPATH": str(tmp_path)},
+        env={"PYTHONPATH": str(SUPERVISED)},
     )  # fmt: skip
     try:
         assert wait_until(lambda: _connects(port), timeout=30)
@@ -475,33 +393,8 @@ def test_status_watch_refreshes() -> None:
         cluster.stop()
 
 
-BLOCKING_LOOP_APP = """
-import asyncio, os, sys, time
-
-async def handle(reader, writer):
-    data = await reader.read(100)
-    if data == b"stuck":
-        sys.stdout.write(f"{os.getpid()} stuck\\n")
-        sys.stdout.flush()
-        time.sleep(600)  # blocks the whole loop: it said it was hungry, it will never take
-    writer.write(str(os.getpid()).encode())
-    await writer.drain()
-    writer.close()
-
-async def main():
-    server = await asyncio.start_server(handle, "127.0.0.1", int(os.environ["PORT"]))
-    port = server.sockets[0].getsockname()[1]
-    sys.stdout.write(f"{os.getpid()}: listening on http://127.0.0.1:{port}/\\n")
-    sys.stdout.flush()
-    await server.serve_forever()
-
-asyncio.run(main())
-"""
-
-
 def test_connections_handed_to_a_hung_worker_are_served_by_another(tmp_path: Path) -> None:
-    app = tmp_path / "loop.py"
-    app.write_text(BLOCKING_LOOP_APP)
+    app = SUPERVISED / "blocking_loop.py"
     cluster = Supervised("-w", "2", "--timeout", "1", str(app), env={"PORT": "0"})
     try:
         cluster.wait_for(lambda: len(cluster.pids()) == 2)
@@ -541,38 +434,8 @@ def test_sigquit_stops_at_once() -> None:
         cluster.stop()
 
 
-CRASH_WHEN_REPLACED_APP = """
-import os, sys, threading, time
-from pathlib import Path
-import pycluster as cluster
-
-flag = Path(os.environ["FLAG_DIR"]) / "replacement-started"
-crashed = Path(os.environ["FLAG_DIR"]) / "old-worker"
-if cluster.worker.id > 1:
-    flag.touch()
-    # Listen only once the old worker has crashed and been reaped by the primary.
-    deadline = time.monotonic() + 20
-    while not crashed.exists() and time.monotonic() < deadline:
-        time.sleep(0.02)
-    old = crashed.read_text()
-    while os.path.exists(f"/proc/{old}") and time.monotonic() < deadline:
-        time.sleep(0.02)
-else:
-    def watch():
-        while not flag.exists():
-            time.sleep(0.02)
-        crashed.write_text(str(os.getpid()))
-        os._exit(1)
-    threading.Thread(target=watch, daemon=True).start()
-sys.argv = [sys.argv[0]]
-import runpy
-runpy.run_path(os.environ["SERVER"], run_name="__main__")
-"""
-
-
 def test_a_worker_that_crashes_while_replaced_is_not_restarted_twice(tmp_path: Path) -> None:
-    app = tmp_path / "app.py"
-    app.write_text(CRASH_WHEN_REPLACED_APP)
+    app = SUPERVISED / "crash_when_replaced.py"
     cluster = Supervised(
         "-w", "1", str(app), env={"PORT": "0", "FLAG_DIR": str(tmp_path), "SERVER": SERVER}
     )
@@ -591,26 +454,8 @@ def test_a_worker_that_crashes_while_replaced_is_not_restarted_twice(tmp_path: P
         cluster.stop()
 
 
-READY_APP = """
-import os, threading, time
-from pathlib import Path
-import pycluster as cluster
-
-def say_ready_when_allowed():
-    flag = Path(os.environ["FLAG_DIR"]) / f"ready-{cluster.worker.id}"
-    while not flag.exists():
-        time.sleep(0.02)
-    cluster.worker.send("ready")
-
-threading.Thread(target=say_ready_when_allowed, daemon=True).start()
-import runpy
-runpy.run_path(os.environ["SERVER"], run_name="__main__")
-"""
-
-
 def test_ready_message_and_ready_timeout(tmp_path: Path) -> None:
-    app = tmp_path / "app.py"
-    app.write_text(READY_APP)
+    app = SUPERVISED / "ready_on_flag.py"
     cluster = Supervised(
         "-w", "1", "--ready", "message", "--ready-timeout", "3", str(app),
         env={"PORT": "0", "FLAG_DIR": str(tmp_path), "SERVER": SERVER},

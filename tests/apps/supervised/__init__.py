@@ -1,0 +1,1 @@
+"""Programs that tests/test_supervisor.py runs under ``pycluster run`` (by path, unchanged)."""
