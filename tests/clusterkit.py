@@ -218,7 +218,7 @@ class Supervised:
     def __init__(self, *args: str, env: dict[str, str] | None = None) -> None:
         # A control directory of its own: clusters of other tests never share a name.
         self.runtime_dir = tempfile.mkdtemp(prefix="pycluster-test-")
-        self.env = {**os.environ, "XDG_RUNTIME_DIR": self.runtime_dir, **(env or {})}
+        self.env = program_env({"XDG_RUNTIME_DIR": self.runtime_dir, **(env or {})})
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "pycluster", "run", *args],
             stdout=subprocess.PIPE,
