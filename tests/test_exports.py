@@ -23,6 +23,7 @@ EXPECTED = {
     "InvalidTransition",
     "NotPrimaryError",
     "PeerGoneError",
+    "PreloadError",
     "ProtocolError",
     "SchedulingPolicy",
     "Worker",
@@ -37,6 +38,7 @@ EXPECTED = {
     "off",
     "on",
     "once",
+    "refresh_preload",
     "remove_listener",
     "scheduling_policy",
     "settings",
@@ -73,6 +75,9 @@ def test_exported_classes_are_named_after_the_public_module() -> None:
         assert cls.__module__ == "pycluster", cls
     error = pickle.loads(pickle.dumps(cluster.PeerGoneError("gone")))
     assert type(error) is cluster.PeerGoneError
+    preload = pickle.loads(pickle.dumps(cluster.PreloadError("app", "SyntaxError", "Traceback")))
+    assert (preload.module, preload.error, preload.detail) == ("app", "SyntaxError", "Traceback")
+    assert str(preload) == "preloading 'app' failed: SyntaxError"
 
 
 def test_primary_view_in_the_test_process() -> None:

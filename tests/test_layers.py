@@ -28,6 +28,8 @@ PRIMARY_SIDE = {
     "pycluster.sharing._shared",
     "pycluster.sharing._reuseport",
     "pycluster.sharing._activation",
+    "pycluster._zygotes",
+    "pycluster._forked",
 }
 WORKER_SIDE = {
     "pycluster._bootstrap",
@@ -123,10 +125,19 @@ def test_the_cycle_finder_finds_a_circle() -> None:
     assert cycles(graph) == [["a", "b", "c", "a"]]
 
 
+#: The preload server's own modules: the primary never loads them (a worker forked from it has).
+ZYGOTE_SIDE = {"pycluster._zygote", "pycluster._fork_safety"}
+
+
 @pytest.mark.timeout(60)
-def test_each_side_loads_only_its_own_modules(tmp_path: Path) -> None:
+@pytest.mark.parametrize("preload", [False, True], ids=["fresh-worker", "preloaded-worker"])
+def test_each_side_loads_only_its_own_modules(tmp_path: Path, preload: bool) -> None:
     done = subprocess.run(
-        [sys.executable, str(APP)], capture_output=True, text=True, timeout=50, cwd=tmp_path
+        [sys.executable, str(APP), *(["preload"] if preload else [])],
+        capture_output=True,
+        text=True,
+        timeout=50,
+        cwd=tmp_path,
     )
     assert done.returncode == 0, done.stderr
     loaded = json.loads(done.stdout.strip().splitlines()[-1])
@@ -134,4 +145,9 @@ def test_each_side_loads_only_its_own_modules(tmp_path: Path) -> None:
     assert "pycluster.sharing._intercept" in worker
     assert "pycluster._primary" in primary
     assert worker & PRIMARY_SIDE == set()
-    assert primary & WORKER_SIDE == set()
+    assert primary & (WORKER_SIDE | ZYGOTE_SIDE) == set()
+    if preload:
+        zygote = set(loaded["zygote"])
+        assert {"pycluster._zygote", "pycluster._child"} <= zygote
+        assert "pycluster._zygotes" in primary
+        assert zygote & PRIMARY_SIDE == set()

@@ -30,10 +30,12 @@ def test_valid_settings_are_normalised() -> None:
             "uid": 0,
             "gid": "root",
             "serialization": "pickle",
+            "preload": ["app", "app.models"],
             "scheduling_policy": "none",
         }
     )
     assert checked["args"] == ("--port", "3000")
+    assert checked["preload"] == ("app", "app.models")
     assert checked["stdio"] == ("pipe", "pipe", "pipe")
     assert "scheduling_policy" not in checked
 
@@ -58,6 +60,9 @@ def test_valid_settings_are_normalised() -> None:
         ({"gid": "no-such-group-x"}, ValueError, "there is no group named 'no-such-group-x'"),
         ({"serialization": "advanced"}, ValueError, "must be one of ('json', 'pickle')"),
         ({"cwd": 5}, TypeError, "setting 'cwd' must be a str, not 5"),
+        ({"preload": "app"}, TypeError, "setting 'preload' must be a list of str, not 'app'"),
+        ({"preload": ["app:app"]}, ValueError, "setting 'preload': 'app:app' is not a module"),
+        ({"preload": ["my app"]}, ValueError, "'my app' is not a module name"),
     ],
 )
 def test_bad_settings_name_the_setting_and_value(
@@ -70,7 +75,7 @@ def test_bad_settings_name_the_setting_and_value(
 def test_every_setting_has_a_validator() -> None:
     assert set(SETTING_NAMES) == {
         "exec", "args", "exec_argv", "cwd", "silent", "stdio", "uid", "gid", "serialization",
-        "hold_ports", "scheduling_policy",
+        "hold_ports", "preload", "scheduling_policy",
     }  # fmt: skip
 
 

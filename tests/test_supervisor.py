@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from pycluster.supervisor._control import ControlError, ControlServer, _private_dir
-from pycluster.supervisor._supervisor import parse_scale
+from pycluster.supervisor._requests import parse_scale
 from tests.clusterkit import Load, Supervised, wait_until
 
 pytestmark = pytest.mark.timeout(120)

@@ -20,6 +20,7 @@ from ._errors import (
     InvalidTransition,
     NotPrimaryError,
     PeerGoneError,
+    PreloadError,
     ProtocolError,
 )
 from ._events import EventEmitter
@@ -44,6 +45,7 @@ __all__ = [
     "InvalidTransition",
     "NotPrimaryError",
     "PeerGoneError",
+    "PreloadError",
     "ProtocolError",
     "SchedulingPolicy",
     "Worker",
@@ -60,6 +62,7 @@ __all__ = [
     "off",
     "on",
     "once",
+    "refresh_preload",
     "remove_listener",
     "scheduling_policy",
     "settings",
@@ -72,8 +75,9 @@ __all__ = [
 
 __version__ = "0.1.0"
 
-#: True in a worker process (one started by ``fork``).
-is_worker: bool = _runtime.child is not None
+#: True in a worker process (one started by ``fork``), and in a preload server, whose imports
+#: are the workers'.
+is_worker: bool = _runtime.child is not None or _runtime.zygote
 #: True in the primary: any process that is not a worker.
 is_primary: bool = not is_worker
 
@@ -87,11 +91,9 @@ listeners = _runtime.emitter.listeners
 
 def _primary(operation: str) -> Primary:
     if _runtime.primary is None:
-        assert _runtime.child is not None
-        raise NotPrimaryError(
-            f"{operation} can only be called in the primary; this is worker "
-            f"{_runtime.child.worker.id}"
-        )
+        child = _runtime.child
+        this = "the preload server" if child is None else f"worker {child.worker.id}"
+        raise NotPrimaryError(f"{operation} can only be called in the primary; this is {this}")
     return _runtime.primary
 
 
@@ -106,7 +108,7 @@ def fork(env: Mapping[str, str] | None = None) -> Worker:
 def setup_primary(**settings: Any) -> None:
     """Change the settings for later forks (cumulative); emits ``"setup"``. Primary only.
 
-    Settings: exec, args, exec_argv, cwd, silent, stdio, uid, gid, serialization,
+    Settings: exec, args, exec_argv, cwd, silent, stdio, uid, gid, serialization, preload,
     scheduling_policy (see docs/api.md).
     """
     _primary("setup_primary()").setup(settings)
@@ -120,6 +122,16 @@ def setup_master(**settings: Any) -> None:
 def disconnect(callback: Callable[[], object] | None = None) -> None:
     """``disconnect()`` every worker; ``callback()`` runs once all are gone. Primary only."""
     _primary("disconnect()").disconnect(callback)
+
+
+def refresh_preload() -> float:
+    """Start a new preload server that imports the ``preload`` modules afresh (new code), wait
+    until it is ready, and fork later workers from it; the seconds its imports took.
+
+    Raises ``PreloadError`` (with the traceback) if it fails: the old one then keeps serving.
+    Workers already running are not touched (a rolling reload replaces them). Primary only.
+    """
+    return _primary("refresh_preload()").refresh_preload()
 
 
 def wait(timeout: float | None = None) -> bool:

@@ -44,3 +44,20 @@ class InvalidTransition(ClusterError):
         super().__init__(f"a worker in state {state!r} cannot take the event {event!r}")
         self.state = state
         self.event = event
+
+
+class PreloadError(ClusterError):
+    """The preload server could not import a ``preload`` module, or the import left behind
+    what a fork cannot copy safely (a thread, a listening socket, an event loop).
+
+    ``module`` names it, ``detail`` holds the traceback (empty for what was left behind).
+    """
+
+    def __init__(self, module: str, error: str, detail: str = "") -> None:
+        super().__init__(f"preloading {module!r} failed: {error}")
+        self.module = module
+        self.error = error
+        self.detail = detail
+
+    def __reduce__(self) -> tuple[type[PreloadError], tuple[str, str, str]]:
+        return type(self), (self.module, self.error, self.detail)

@@ -36,6 +36,8 @@ from ._settings import (
     validate,
 )
 from ._spawn import worker_argv, worker_env
+from ._worker import WorkerProcess
+from ._zygotes import Preloader, Zygote, ZygoteGone, check_supported
 from .sharing._registry import Registry
 
 _STDIO = {"pipe": subprocess.PIPE, "inherit": None, "ignore": subprocess.DEVNULL}
@@ -63,6 +65,7 @@ class Primary:
         self._on_empty: list[Callable[[], object]] = []
         self._main_crashed = False
         self._hooks_installed = False
+        self.preloader = Preloader(self.loop)
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -77,6 +80,8 @@ class Primary:
 
     def setup(self, settings: Mapping[str, Any]) -> None:
         checked = validate(settings)
+        if checked.get("preload"):
+            check_supported()
         if "scheduling_policy" in settings:
             self.set_policy(settings["scheduling_policy"])
         with self._lock:
@@ -99,9 +104,30 @@ class Primary:
             settings = dict(self.settings)
             self.policy_frozen = True
         self._start()
-        return self.loop.run_sync(self._spawn, extra, settings)
+        if not settings.get("preload"):
+            return self.loop.run_sync(self._spawn, extra, settings, None)
+        # Started (and waited for) here, not on the loop thread: an import may take seconds.
+        zygote = self.preloader.current(settings)
+        try:
+            return self.loop.run_sync(self._spawn, extra, settings, zygote)
+        except ZygoteGone:  # killed since: once more, from a new one
+            self.preloader.forget(zygote)
+            return self.loop.run_sync(
+                self._spawn, extra, settings, self.preloader.current(settings)
+            )
 
-    def _spawn(self, extra: dict[str, str], settings: dict[str, Any]) -> PrimaryWorker:
+    def refresh_preload(self) -> float:
+        """A new zygote imports the code afresh; later forks come from it."""
+        with self._lock:
+            settings = dict(self.settings) if self._settings_made else defaults({})
+        if not settings.get("preload"):
+            raise ClusterError("refresh_preload(): the setting 'preload' names no module")
+        self._start()
+        return self.preloader.refresh(settings)
+
+    def _spawn(
+        self, extra: dict[str, str], settings: dict[str, Any], zygote: Zygote | None
+    ) -> PrimaryWorker:
         worker_id = self._next_id
         serialization: Serialization = settings.get("serialization", "json")
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -109,18 +135,11 @@ class Primary:
             env = dict(os.environ)
             env.update(extra)
             env.update(worker_env(worker_id, child.fileno(), serialization))
-            stdio = self._stdio(settings)
-            process = subprocess.Popen(
-                worker_argv(settings["exec"], settings["args"], settings["exec_argv"]),
-                env=env,
-                cwd=settings.get("cwd"),
-                pass_fds=(child.fileno(),),
-                stdin=stdio[0],
-                stdout=stdio[1],
-                stderr=stdio[2],
-                user=settings.get("uid"),
-                group=settings.get("gid"),
-            )
+            process: WorkerProcess
+            if zygote is not None:
+                process = zygote.spawn(worker_id, settings, env, child.fileno())
+            else:
+                process = self._popen(settings, env, child.fileno())
         except BaseException:
             parent.close()
             raise
@@ -135,6 +154,22 @@ class Primary:
         self._watch_exit(worker, process)
         return worker
 
+    def _popen(
+        self, settings: Mapping[str, Any], env: dict[str, str], channel: int
+    ) -> subprocess.Popen[bytes]:
+        stdio = self._stdio(settings)
+        return subprocess.Popen(
+            worker_argv(settings["exec"], settings["args"], settings["exec_argv"]),
+            env=env,
+            cwd=settings.get("cwd"),
+            pass_fds=(channel,),
+            stdin=stdio[0],
+            stdout=stdio[1],
+            stderr=stdio[2],
+            user=settings.get("uid"),
+            group=settings.get("gid"),
+        )
+
     @staticmethod
     def _stdio(settings: Mapping[str, Any]) -> list[int | None]:
         chosen = settings.get("stdio")
@@ -142,7 +177,7 @@ class Primary:
             chosen = ("inherit", "pipe", "pipe") if settings.get("silent") else ("inherit",) * 3
         return [_STDIO[item] if isinstance(item, str) else item for item in chosen]
 
-    def _watch_exit(self, worker: PrimaryWorker, process: subprocess.Popen[bytes]) -> None:
+    def _watch_exit(self, worker: PrimaryWorker, process: WorkerProcess) -> None:
         """Call ``worker.on_exit`` on the loop when the process ends (pidfd, else a thread)."""
         pidfd_open = getattr(os, "pidfd_open", None)
         if pidfd_open is not None:

@@ -10,7 +10,6 @@ import dataclasses
 import os
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -37,7 +36,7 @@ from ._messages import Serialization, decode_user, encode_user
 from ._process import emit_safely
 from ._protocol import COMMAND, Frame, Kind
 from ._signals import exit_status, parse_signal
-from ._worker import Worker, WorkerStats
+from ._worker import Worker, WorkerProcess, WorkerStats
 from .sharing._keys import Address
 
 if TYPE_CHECKING:
@@ -51,7 +50,7 @@ class PrimaryWorker(Worker):
         self,
         primary: Primary,
         worker_id: int,
-        process: subprocess.Popen[bytes],
+        process: WorkerProcess,
         channel: Channel,
         serialization: Serialization,
     ) -> None:

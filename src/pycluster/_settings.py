@@ -96,6 +96,17 @@ def _strings(name: str, value: object) -> tuple[str, ...]:
     return tuple(value)
 
 
+def _modules(name: str, value: object) -> tuple[str, ...]:
+    names = _strings(name, value)
+    for module in names:
+        if not all(part.isidentifier() for part in module.split(".")):
+            raise ValueError(
+                f"setting {name!r}: {module!r} is not a module name (dotted identifiers, "
+                "as in an import statement)"
+            )
+    return names
+
+
 def _optional_path(name: str, value: object) -> str | None:
     return None if value is None else _string(name, value)
 
@@ -169,6 +180,7 @@ _VALIDATORS: dict[str, Callable[[str, object], object]] = {
     "gid": lambda n, v: _id("group", n, v),
     "serialization": _serialization,
     "hold_ports": _bool,
+    "preload": _modules,
 }
 
 SETTING_NAMES = (*_VALIDATORS, "scheduling_policy")

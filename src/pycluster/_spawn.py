@@ -40,10 +40,24 @@ def worker_env(worker_id: int, fd: int, serialization: Serialization) -> dict[st
     }
 
 
+def program_argv(exec_: str, args: Sequence[str]) -> list[str]:
+    """What the bootstrap runs: ``exec_`` (a script path or ``-m module``) and its arguments."""
+    target = ["-m", exec_[2:].strip()] if exec_.startswith("-m") else [exec_]
+    return [*target, *args]
+
+
 def worker_argv(exec_: str, args: Sequence[str], exec_argv: Sequence[str]) -> list[str]:
     """The worker's command line for ``exec_`` (a script path or ``-m module``)."""
-    target = ["-m", exec_[2:].strip()] if exec_.startswith("-m") else [exec_]
-    return [sys.executable, *exec_argv, "-c", _BOOT.format(path=_PACKAGE_PARENT), *target, *args]
+    boot = _BOOT.format(path=_PACKAGE_PARENT)
+    return [sys.executable, *exec_argv, "-c", boot, *program_argv(exec_, args)]
+
+
+def program_path(exec_: str, cwd: str | None) -> str:
+    """The ``sys.path[0]`` that running ``exec_`` in ``cwd`` gives (as ``python`` sets it)."""
+    base = cwd if cwd is not None else os.getcwd()
+    if exec_.startswith("-m"):
+        return os.path.abspath(base)
+    return os.path.dirname(os.path.realpath(os.path.join(base, exec_)))
 
 
 def is_worker(environ: MutableMapping[str, str]) -> bool:

@@ -7,9 +7,8 @@ The two sides behave differently (Node's master.js and child.js), so each side s
 from __future__ import annotations
 
 import socket
-import subprocess
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING, Protocol
 
 from ._errors import NotPrimaryError
 from ._events import EventEmitter
@@ -17,6 +16,23 @@ from ._lifecycle import State
 
 if TYPE_CHECKING:
     import signal
+
+
+class WorkerProcess(Protocol):
+    """``worker.process``: a ``subprocess.Popen``, or for a worker forked by the preload server
+    an object with the same face (``_forked.ForkedProcess``)."""
+
+    pid: int
+    returncode: int | None
+    stdin: IO[bytes] | None
+    stdout: IO[bytes] | None
+    stderr: IO[bytes] | None
+
+    def poll(self) -> int | None: ...
+    def wait(self, timeout: float | None = None) -> int: ...
+    def send_signal(self, sig: int) -> None: ...
+    def terminate(self) -> None: ...
+    def kill(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -43,8 +59,8 @@ class Worker(EventEmitter):
     ``exit``, ``error``."""
 
     id: int
-    #: The worker's ``subprocess.Popen`` in the primary; None in the worker itself.
-    process: subprocess.Popen[bytes] | None
+    #: The worker's process in the primary (``WorkerProcess``); None in the worker itself.
+    process: WorkerProcess | None
     state: State
     #: None until the worker exits or disconnects; then True if it left through disconnect().
     exited_after_disconnect: bool | None

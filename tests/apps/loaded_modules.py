@@ -1,4 +1,8 @@
-"""Prints which pycluster modules each side has loaded, after a worker has bound a port."""
+"""Prints which pycluster modules each side has loaded, after a worker has bound a port.
+
+With the argument ``preload``, the worker is forked by a preload server (``loaded_in_zygote``
+records what that one had loaded once its imports were done).
+"""
 
 from __future__ import annotations
 
@@ -14,11 +18,14 @@ def loaded() -> list[str]:
 
 
 def main() -> None:
+    preload = sys.argv[1:] == ["preload"]
     if cluster.is_primary:
+        if preload:
+            cluster.setup_primary(preload=["loaded_in_zygote"])
         worker = cluster.fork()
 
         def report(message: object, handle: object) -> None:
-            print(json.dumps({"worker": message, "primary": loaded()}), flush=True)
+            print(json.dumps({**message, "primary": loaded()}), flush=True)  # type: ignore[dict-item]
             worker.kill()
 
         worker.on("message", report)
@@ -27,7 +34,8 @@ def main() -> None:
             sock.bind(("127.0.0.1", 0))
             sock.listen()
             assert cluster.worker is not None
-            cluster.worker.send(loaded())
+            zygote = sys.modules["loaded_in_zygote"].LOADED if preload else []
+            cluster.worker.send({"worker": loaded(), "zygote": zygote})
 
 
 if __name__ == "__main__":

@@ -49,6 +49,7 @@ def build_parser() -> argparse.ArgumentParser:
             f"--{option.name}",
             dest=option.attr,
             metavar=option.metavar or None,
+            action="append" if option.many else "store",
             help=f"{option.help} (env {option.env}; default {option.default or 'none'})",
         )
     run.add_argument("-w", dest="workers", metavar="N|auto", help="same as --workers")

@@ -1,5 +1,11 @@
-"""A process's CPU time and resident memory: psutil when installed (the ``monitor`` extra, and
-the only way on macOS), else Linux's /proc."""
+"""A process's CPU time and memory: psutil when installed (the ``monitor`` extra, and the only
+way on macOS), else Linux's /proc.
+
+``memory`` adds what a process really costs beside its RSS: USS (the pages only it maps) and PSS
+(its proportional share of every page: shared pages divided among the processes that map them,
+so the PSS of a cluster's workers adds up to what they use together). Reading them walks every
+mapping, so the status asks for them, not the tick.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +16,12 @@ from typing import NamedTuple
 class Sample(NamedTuple):
     cpu: float  # seconds of CPU (user + system) used so far
     rss: int  # bytes resident
+
+
+class Memory(NamedTuple):
+    rss: int  # bytes resident
+    uss: int  # bytes resident in this process only
+    pss: int  # bytes: its share of everything resident
 
 
 try:
@@ -48,3 +60,35 @@ def _from_proc(pid: int) -> Sample | None:
     fields = stat.rsplit(b")", 1)[1].split()
     utime, stime = int(fields[11]), int(fields[12])
     return Sample((utime + stime) / _TICKS, int(statm.split()[1]) * _PAGE)
+
+
+def memory(pid: int) -> Memory | None:
+    """The process's RSS, USS and PSS now (Linux); None if it is gone or cannot be read."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
+            text = f.read()
+    except OSError:
+        return _memory_from_psutil(pid)
+    kb: dict[bytes, int] = {}
+    for line in text.splitlines()[1:]:
+        name, _, rest = line.partition(b":")
+        figure = rest.split()
+        if figure:
+            kb[name] = int(figure[0])
+    if b"Pss" not in kb:
+        return None
+    uss = kb.get(b"Private_Clean", 0) + kb.get(b"Private_Dirty", 0)
+    return Memory(kb.get(b"Rss", 0) * 1024, uss * 1024, kb[b"Pss"] * 1024)
+
+
+def _memory_from_psutil(pid: int) -> Memory | None:
+    if psutil is None:
+        return None
+    try:
+        info = psutil.Process(pid).memory_full_info()
+    except (psutil.Error, AttributeError):
+        return None
+    uss, pss = getattr(info, "uss", None), getattr(info, "pss", None)
+    if uss is None or pss is None:
+        return None
+    return Memory(info.rss, uss, pss)

@@ -7,6 +7,7 @@ import os
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ._procstat import Memory
 from ._restarts import Slot
 from ._running import Running
 
@@ -15,9 +16,12 @@ def ready_count(running: Mapping[int, Running]) -> int:
     return sum(r.ready and not r.stopping for r in running.values())
 
 
-def worker_status(wid: int, running: Running, now: float) -> dict[str, Any]:
+def worker_status(
+    wid: int, running: Running, now: float, memory: Memory | None = None
+) -> dict[str, Any]:
     stats = running.worker.stats
     cpu = running.cpu_percent
+    rss = running.sample.rss if running.sample is not None else None
     return {
         "id": wid,
         "pid": running.worker.pid,
@@ -27,7 +31,9 @@ def worker_status(wid: int, running: Running, now: float) -> dict[str, Any]:
         "connections": stats.connections,
         "open_connections": stats.open_connections,
         "cpu_percent": None if cpu is None else round(cpu, 1),
-        "rss": running.sample.rss if running.sample is not None else None,
+        "rss": memory.rss if memory is not None else rss,
+        "uss": memory.uss if memory is not None else None,
+        "pss": memory.pss if memory is not None else None,
     }
 
 
@@ -41,8 +47,12 @@ def cluster_status(
     reloading: bool,
     stopping: bool,
     now: float,
+    memory: Mapping[int, Memory | None] | None = None,
 ) -> dict[str, Any]:
-    """The cluster and each worker."""
+    """The cluster and each worker (``memory``: each worker's RSS, USS and PSS, by id)."""
+    memory = memory or {}
+    workers = [worker_status(wid, r, now, memory.get(wid)) for wid, r in sorted(running.items())]
+    known = [w["pss"] for w in workers if w["pss"] is not None]
     return {
         "name": name,
         "pid": os.getpid(),
@@ -53,7 +63,8 @@ def cluster_status(
         "uptime": round(uptime, 3),
         "reloading": reloading,
         "stopping": stopping,
-        "workers": [worker_status(wid, r, now) for wid, r in sorted(running.items())],
+        "pss": sum(known) if known else None,
+        "workers": workers,
     }
 
 
@@ -62,23 +73,27 @@ def format_table(status: dict[str, Any]) -> str:
     head = (
         f"{status['name']} (pid {status['pid']}, {status['sched']}): "
         f"{status['ready']}/{status['target']} workers ready, up {_duration(status['uptime'])}"
+        + (f", PSS {_mb(status['pss'])} MB in all" if status.get("pss") is not None else "")
         + (", reloading" if status["reloading"] else "")
         + (", stopping" if status["stopping"] else "")
     )
     lines = [
         head,
         f"{'id':>4} {'pid':>8} {'state':<9} {'uptime':>8} {'restarts':>8} {'conns':>8} "
-        f"{'open':>6} {'cpu %':>6} {'rss MB':>8}",
+        f"{'open':>6} {'cpu %':>6} {'rss MB':>8} {'uss MB':>8} {'pss MB':>8}",
     ]
     for w in status["workers"]:
         cpu = "-" if w["cpu_percent"] is None else f"{w['cpu_percent']:.1f}"
-        rss = "-" if w["rss"] is None else f"{w['rss'] / 2**20:.1f}"
         lines.append(
             f"{w['id']:>4} {w['pid'] or 0:>8} {w['state']:<9} {_duration(w['uptime']):>8} "
             f"{w['restarts']:>8} {w['connections']:>8} {w['open_connections']:>6} "
-            f"{cpu:>6} {rss:>8}"
+            f"{cpu:>6} {_mb(w['rss']):>8} {_mb(w.get('uss')):>8} {_mb(w.get('pss')):>8}"
         )
     return "\n".join(lines)
+
+
+def _mb(value: int | None) -> str:
+    return "-" if value is None else f"{value / 2**20:.1f}"
 
 
 def _duration(seconds: float) -> str:

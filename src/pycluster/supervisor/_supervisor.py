@@ -26,7 +26,10 @@ from . import _health
 from ._config import Config
 from ._control import ControlServer, Reply, control_dir, default_name, socket_path
 from ._output import relay_output
+from ._procstat import memory
+from ._reloading import CodeReload
 from ._replacements import Replacements
+from ._requests import REQUESTS
 from ._restarts import CrashLoop, Restart, RestartPolicy, Slot
 from ._running import Running
 from ._status import cluster_status, format_table, ready_count
@@ -64,11 +67,10 @@ class Supervisor:
         self.exit_code = 0
         self.restarts_pending = 0
         self.replacements = Replacements(
-            self.running,
-            self._start,
-            self._stop,
-            self.log,
-            lambda: self.notifier.ready(self._ready_status()),
+            self.running, self._start, self._stop, self.log, self._reload_ended
+        )
+        self.code = CodeReload(
+            config, exec_, lambda kind, args: self.events.put((kind, args)), self.log
         )
         self.stop_waiters: list[Reply] = []
         self.started = clock()
@@ -85,8 +87,9 @@ class Supervisor:
         # hold_ports: while every worker of a port is down (restarting), clients wait instead of
         # being refused.
         cluster.setup_primary(
-            exec=self.exec, args=self.args, silent=self.config.log_prefix, hold_ports=True
-        )
+            exec=self.exec, args=self.args, silent=self.config.log_prefix, hold_ports=True,
+            **({"preload": list(self.config.preload)} if self.config.preload else {}),
+        )  # fmt: skip
         if self.config.pidfile:
             Path(self.config.pidfile).write_text(f"{os.getpid()}\n")
         cluster.on("exit", lambda w, code, sig: self.events.put(("exit", (w, code, sig))))
@@ -103,9 +106,11 @@ class Supervisor:
                 self.slots.append(Slot(number))
                 self._start(self.slots[-1])
             self.timers.later(self._tick_interval(), Purpose.TICK, self._tick)
+            self.code.watch()
             while self.running or self._restart_pending():
                 self._step()
         finally:
+            self.code.stop()
             self.notifier.stopping()
             for name, handler in previous.items():
                 signal.signal(getattr(signal, name), handler)
@@ -138,7 +143,11 @@ class Supervisor:
     def _start(self, slot: Slot) -> Running | None:
         if self.stopping or slot.disabled or slot not in self.slots:
             return None
-        worker = cluster.fork()
+        try:
+            worker = cluster.fork()
+        except cluster.PreloadError as exc:
+            self._preload_failed(slot, exc)
+            return None
         if self.config.log_prefix:
             relay_output(worker)
         limit = self.config.max_connections
@@ -150,6 +159,12 @@ class Supervisor:
             self.config.ready_timeout, Purpose.READY_CHECK, lambda: self._check_ready(running)
         )
         return running
+
+    def _preload_failed(self, slot: Slot, exc: cluster.PreloadError) -> None:
+        """No worker for ``slot``: its new preload server failed (it was killed, and the code
+        on disk no longer imports). A boot failure: restarted after a back-off, or not."""
+        self.log(f"{exc}\n{exc.detail}".rstrip())
+        self._restart(slot, failed=True, uptime=0.0)
 
     def _check_ready(self, running: Running) -> None:
         if not running.ready and running.worker.id in self.running and not running.stopping:
@@ -199,7 +214,11 @@ class Supervisor:
             return
         if any(r.slot is slot and not r.stopping for r in self.running.values()):
             return  # a replacement that failed: the worker it was to replace still serves
-        decision = self.restarts.decide(slot, failed=failed, uptime=uptime, now=now)
+        self._restart(slot, failed=failed, uptime=uptime)
+
+    def _restart(self, slot: Slot, *, failed: bool, uptime: float) -> None:
+        """Start ``slot`` again after the policy's back-off, or not (a crash loop, --restart)."""
+        decision = self.restarts.decide(slot, failed=failed, uptime=uptime, now=self.clock())
         if isinstance(decision, CrashLoop):
             self.log(
                 f"crash loop: slot {slot.number} failed {decision.failures} times within "
@@ -267,10 +286,35 @@ class Supervisor:
                 self._stop(running, now=not graceful)
 
     def _reload(self) -> None:
-        if self.stopping or self.replacements.reloading:
+        if self.stopping or self.replacements.reloading or self.code.preloading:
+            self.code.again = self.code.again or self.code.watching
             return
         self.notifier.reloading()
+        if not self.code.refresh():  # with --preload: the new code first, then "preloaded"
+            self.replacements.reload()
+
+    def _on_preloaded(self, error: str) -> None:
+        """The new preload server is ready (``error`` empty), or the reload ends here."""
+        self.code.preloading = False
+        if self.stopping:
+            return
+        if error:
+            self.log(f"reload aborted: {error}")
+            self._reload_ended()
+            self.replacements.answer({"ok": False, "error": f"reload aborted: {error}"})
+            return
         self.replacements.reload()
+
+    def _on_changed(self, paths: list[str]) -> None:
+        shown = ", ".join(os.path.relpath(p) for p in paths[:3]) + (" ..." if paths[3:] else "")
+        self.log(f"changed: {shown}; reloading")
+        self._reload()
+
+    def _reload_ended(self) -> None:
+        self.notifier.ready(self._ready_status())
+        if self.code.again and not self.stopping:
+            self.code.again = False
+            self._reload()
 
     def _recycle(self, running: Running, why: str) -> None:
         if not self.stopping:
@@ -340,30 +384,7 @@ class Supervisor:
     # -- control requests -----------------------------------------------------------------------
 
     def _on_control(self, request: dict[str, Any], reply: Reply) -> None:
-        command = request["cmd"]
-        if command == "status":
-            reply({"ok": True, **self.status()})
-        elif command == "reload":
-            if self.stopping:
-                reply({"ok": False, "error": "the cluster is stopping"})
-                return
-            self.replacements.waiters.append(reply)
-            self._reload()
-        elif command == "scale":
-            value = request.get("workers")
-            try:
-                target = parse_scale(value, len(self.slots))
-            except ValueError as exc:
-                reply({"ok": False, "error": str(exc)})
-                return
-            if self.stopping:
-                reply({"ok": False, "error": "the cluster is stopping"})
-                return
-            self._scale(target - len(self.slots))
-            reply({"ok": True, "workers": len(self.slots)})
-        elif command == "stop":
-            self.stop_waiters.append(reply)
-            self._shutdown(graceful=not request.get("now"))
+        REQUESTS[request["cmd"]](self, request, reply)
 
     # -- reporting --------------------------------------------------------------------------
 
@@ -376,9 +397,10 @@ class Supervisor:
             running=self.running,
             slots=self.slots,
             uptime=now - self.started,
-            reloading=self.replacements.reloading,
+            reloading=self.replacements.reloading or self.code.preloading,
             stopping=self.stopping,
             now=now,
+            memory={wid: memory(r.worker.pid) for wid, r in self.running.items() if r.worker.pid},
         )
 
     def _ready_status(self) -> str:
@@ -406,6 +428,8 @@ class Supervisor:
         "message": _on_message,
         "control": _on_control,
         "signal": _on_signal,
+        "preloaded": _on_preloaded,
+        "changed": _on_changed,
     }
 
 
@@ -419,16 +443,3 @@ SIGNALS: dict[str, Callable[[Supervisor], None]] = {
     "SIGTTOU": lambda s: s._scale(-1),
     "SIGUSR1": lambda s: s.log(format_table(s.status())),
 }
-
-
-def parse_scale(value: object, current: int) -> int:
-    """The number of workers ``N``, ``+N`` or ``-N`` asks for; ``ValueError`` naming the value."""
-    text = str(value).strip()
-    try:
-        number = int(text)
-    except ValueError:
-        raise ValueError(f"scale: {value!r} is not N, +N or -N (an integer)") from None
-    target = current + number if text[:1] in "+-" else number
-    if target < 1:
-        raise ValueError(f"scale: {value!r} would leave {target} workers; at least 1 is needed")
-    return target

@@ -1,0 +1,7 @@
+"""Preloaded by ``loaded_modules preload``: what the preload server had loaded by then."""
+
+from __future__ import annotations
+
+import sys
+
+LOADED = sorted(name for name in sys.modules if name.startswith("pycluster"))
