@@ -37,6 +37,22 @@ def test_defaults_and_precedence(tmp_path: Path) -> None:
     assert config.sources["restart"].endswith("pycluster.toml: restart")
 
 
+def test_preload_and_reload_options(tmp_path: Path) -> None:
+    script = tmp_path / "app.py"
+    script.write_text("")
+    (tmp_path / "src").mkdir()
+    argv = ["run", "--preload", "app.models,numpy", "--preload", "pandas", "--reload",
+            "--reload-dir", str(tmp_path), "--reload-dir", "src", str(script)]  # fmt: skip
+    config, _, _ = parse(argv, environ={}, cwd=tmp_path)
+    assert config.preload == ("app.models", "numpy", "pandas")
+    assert (config.reload, config.reload_dir) == (True, (str(tmp_path), "src"))
+    (tmp_path / "pycluster.toml").write_text('preload = ["app", "app.db"]\n')
+    config, _, _ = parse(["run", str(script)], environ={}, cwd=tmp_path)
+    assert (config.preload, config.reload, config.reload_dir) == (("app", "app.db"), False, ())
+    config, _, _ = parse(["run", str(script)], environ={"PYCLUSTER_PRELOAD": "x,y"}, cwd=tmp_path)
+    assert config.preload == ("x", "y")
+
+
 def test_module_and_pyproject(tmp_path: Path) -> None:
     (tmp_path / "pyproject.toml").write_text("[tool.pycluster]\ngraceful-timeout = 2.5\n")
     config, exec_, args = parse(["run", "-m", "pkg.app", "x"], environ={}, cwd=tmp_path)
@@ -80,6 +96,8 @@ def test_a_scripts_options_are_its_own(tmp_path: Path) -> None:
         (["run", "nope.py"], {}, "no such script: 'nope.py'"),
         (["run"], {}, "name a SCRIPT or -m MODULE"),
         (["run", "-w", "2", "-m"], {}, "-m: name the MODULE to run"),
+        (["run", "--preload", "app:app", "APP"], {}, "'app:app' is not a module name"),
+        (["run", "--reload-dir", "/no/such", "APP"], {}, "'/no/such' is not a directory"),
     ],
 )  # fmt: skip
 def test_bad_options_name_what_is_wrong(

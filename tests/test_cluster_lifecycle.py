@@ -59,17 +59,28 @@ def test_ids_count_up_and_are_never_reused(tmp_path: Path) -> None:
         pytest.param("cluster.worker.disconnect()", "", [0, None, True], id="worker-disconnect"),
     ],
 )
-def test_exit_table(tmp_path: Path, worker_code: str, primary_action: str, expected: list) -> None:  # type: ignore[type-arg]
+@pytest.mark.parametrize("preload", [False, True], ids=["", "preloaded"])
+def test_exit_table(
+    tmp_path: Path,
+    worker_code: str,
+    primary_action: str,
+    expected: list,  # type: ignore[type-arg]
+    preload: bool,
+) -> None:
+    # With preload the worker is forked by the zygote and adopted: the same table holds.
+    setup = "cluster.setup_primary(preload=['email.message'])" if preload else "pass"
     result = run_cluster(
         tmp_path,
         f"""
         if cluster.is_primary:
+            {setup}
             def on_online(w):
                 {primary_action or "pass"}
             cluster.on("online", on_online)
             cluster.on("disconnect", lambda w: out("disconnect", w.id))
             def on_exit(w, code, sig):
-                out("exit", code, sig, w.exited_after_disconnect, w.is_dead(), w.state)
+                out("exit", code, sig, w.exited_after_disconnect, w.is_dead(), w.state,
+                    type(w.process).__name__)
             cluster.on("exit", on_exit)
             cluster.fork()
         else:
@@ -78,7 +89,8 @@ def test_exit_table(tmp_path: Path, worker_code: str, primary_action: str, expec
     )
     assert result.returncode == 0, result.stderr
     assert [r[0] for r in result.records] == ["disconnect", "exit"]
-    assert result.named("exit")[0][1:] == [*expected, True, "dead"]
+    process = "ForkedProcess" if preload else "Popen"
+    assert result.named("exit")[0][1:] == [*expected, True, "dead", process]
     if "raise" in worker_code:
         assert result.stderr.count("Traceback") == 1
         assert "RuntimeError: boom" in result.stderr

@@ -26,6 +26,8 @@ pytestmark = pytest.mark.timeout(120)
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 SERVER = str(EXAMPLES / "server.py")
 SUPERVISED = Path(__file__).resolve().parent / "apps" / "supervised"
+#: The same test with the workers forked by a preload server.
+PRELOAD = ["--preload", "tests.apps.preloaded.counted"]
 
 
 def status(cluster: Supervised) -> dict[str, object]:
@@ -72,8 +74,9 @@ def test_a_second_cluster_of_the_same_name_is_refused(tmp_path: Path) -> None:
     ControlServer(directory / "app.sock", lambda request, reply: None).close()
 
 
-def test_status_scale_reload_stop_commands() -> None:
-    cluster = Supervised("-w", "2", SERVER, env={"PORT": "0"})
+@pytest.mark.parametrize("extra", [[], PRELOAD], ids=["", "preloaded"])
+def test_status_scale_reload_stop_commands(extra: list[str]) -> None:
+    cluster = Supervised("-w", "2", *extra, SERVER, env={"PORT": "0"})
     try:
         cluster.wait_for(lambda: len(cluster.pids()) == 2)
         control = Path(cluster.runtime_dir) / "pycluster" / "server.sock"
@@ -150,10 +153,16 @@ def test_control_socket_refuses_another_user() -> None:
         cluster.stop()
 
 
-@pytest.mark.parametrize("hang", ["sleep", "spin"])  # spin holds the GIL
-def test_a_hung_worker_is_killed_with_a_traceback_and_replaced(hang: str) -> None:
+@pytest.mark.parametrize(
+    ("hang", "extra"),
+    [("sleep", []), ("spin", []), ("sleep", PRELOAD)],  # spin holds the GIL
+    ids=["sleep", "spin", "sleep-preloaded"],
+)
+def test_a_hung_worker_is_killed_with_a_traceback_and_replaced(hang: str, extra: list[str]) -> None:
     app = str(SUPERVISED / "hanging.py")
-    cluster = Supervised("-w", "2", "--timeout", "1", app, env={"PORT": "0", "HANG": hang})
+    cluster = Supervised(
+        "-w", "2", "--timeout", "1", *extra, app, env={"PORT": "0", "HANG": hang}
+    )  # fmt: skip
     try:
         cluster.wait_for(lambda: len(cluster.pids()) == 2)
         port = cluster.port()
@@ -179,7 +188,9 @@ def test_a_hung_worker_is_killed_with_a_traceback_and_replaced(hang: str) -> Non
     [
         (["--max-connections", "40", "--max-connections-jitter", "10"], "connections"),
         (["--max-memory", "150"], "resident memory"),
+        (["--max-connections", "40", *PRELOAD], "connections"),
     ],
+    ids=["connections", "memory", "connections-preloaded"],
 )
 def test_recycling_loses_no_request(tmp_path: Path, options: list[str], why: str) -> None:
     app = SUPERVISED / "leaky.py"

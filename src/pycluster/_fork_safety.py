@@ -13,6 +13,7 @@ import os
 import socket
 import stat
 import threading
+import time
 
 
 def open_fds() -> set[int]:
@@ -37,13 +38,25 @@ def leftovers(before: set[int]) -> list[str]:
     return problems
 
 
+#: How long a thread that Python already counts as ended may take to leave the kernel's list.
+THREAD_EXIT_GRACE = 0.5
+
+
 def _threads() -> list[str]:
     tasks = os.listdir("/proc/self/task")
     if len(tasks) <= 1:
         return []
     me = threading.get_ident()
     named = [t.name for t in threading.enumerate() if t.ident != me]
-    if not named:  # threads started in C: the kernel's names for them
+    if not named:
+        # A joined thread is gone for Python a moment before its kernel task ends.
+        deadline = time.monotonic() + THREAD_EXIT_GRACE
+        while len(tasks) > 1 and time.monotonic() < deadline:
+            time.sleep(0.005)
+            tasks = os.listdir("/proc/self/task")
+        if len(tasks) <= 1:
+            return []
+        # Threads started in C: the kernel's names for them.
         for tid in tasks:
             if int(tid) != os.getpid():
                 try:

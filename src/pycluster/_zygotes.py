@@ -83,6 +83,7 @@ class Zygote:
         self.key = key
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         self._sock = ours
+        self._closed = False
         self._lock = threading.Lock()
         env = {**os.environ, ENV_ZYGOTE_FD: str(theirs.fileno())}
         try:
@@ -106,7 +107,7 @@ class Zygote:
         return self.process.pid
 
     def alive(self) -> bool:
-        return self.process.poll() is None
+        return not self._closed and self.process.poll() is None
 
     def wait_ready(self) -> float:
         """Block until the zygote has imported everything: the seconds it took, or
@@ -189,6 +190,9 @@ class Zygote:
 
     def close(self) -> None:
         """End it (it exits at the end of its socket) and reap it, in the background."""
+        if self._closed:
+            return
+        self._closed = True
         self._sock.close()
         process = self.process
 
@@ -221,7 +225,11 @@ class Preloader:
             zygote = self._zygote
             if zygote is None or zygote.key != key or not zygote.alive():
                 zygote = self._replace(Zygote(key, self._loop))
-        zygote.wait_ready()
+        try:
+            zygote.wait_ready()
+        except PreloadError:
+            self.forget(zygote)  # the next fork tries a new one
+            raise
         return zygote
 
     def refresh(self, settings: Mapping[str, Any]) -> float:

@@ -1,7 +1,8 @@
 """``python -m tests.apps MODULE:FUNCTION [ARG...]``: run one test program.
 
 Both the primary and its workers run the same command line (Node's semantics), so the function
-branches on ``cluster.is_primary`` as a script would; the arguments stay in ``sys.argv[1:]``.
+branches on ``cluster.is_primary`` as a script would; its own arguments follow
+``MODULE:FUNCTION`` in ``sys.argv``.
 A script's globals live until the interpreter exits, and the programs count on it (a socket the
 primary holds, a server the worker's handle keeps): the function's locals are kept as long.
 """

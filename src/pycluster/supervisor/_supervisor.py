@@ -161,9 +161,14 @@ class Supervisor:
         return running
 
     def _preload_failed(self, slot: Slot, exc: cluster.PreloadError) -> None:
-        """No worker for ``slot``: its new preload server failed (it was killed, and the code
-        on disk no longer imports). A boot failure: restarted after a back-off, or not."""
+        """No worker for ``slot``: its preload server failed. At the start the cluster stops
+        (exit code 1); later (the old one was killed, and the code on disk no longer imports) it
+        is a boot failure: restarted after a back-off, or not."""
         self.log(f"{exc}\n{exc.detail}".rstrip())
+        if not self.announced_ready:
+            self.exit_code = 1
+            self._shutdown(graceful=False)
+            return
         self._restart(slot, failed=True, uptime=0.0)
 
     def _check_ready(self, running: Running) -> None:

@@ -8,18 +8,22 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 
 class PidHandler(BaseHTTPRequestHandler):
-    """Answers every GET with ``ok`` once ``before`` (a subclass's part) has returned."""
+    """Answers every GET with ``body()`` once ``before`` (a subclass's part) has returned."""
 
     def before(self) -> None:
         pass
 
+    def body(self) -> bytes:
+        return b"ok"
+
     def do_GET(self) -> None:
         self.before()
+        body = self.body()
         self.send_response(200)
         self.send_header("X-Worker-Pid", str(os.getpid()))
-        self.send_header("Content-Length", "2")
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(b"ok")
+        self.wfile.write(body)
 
     def log_message(self, *args: object) -> None:
         pass
