@@ -5,6 +5,7 @@ cluster serving HTTP (``tests/apps/supervised/versioned_http.py``)."""
 from __future__ import annotations
 
 import json
+import os
 import sys
 import urllib.request
 from pathlib import Path
@@ -87,9 +88,17 @@ def test_reload_on_a_file_change(tmp_path: Path, preload: bool) -> None:
     try:
         cluster.wait_for(lambda: len(cluster.pids()) == 2)
         cluster.wait_for(lambda: cluster.logged("for changes to .py files (watchfiles)"))
+        probe = tmp_path / "probe.py"  # until a change is seen: its watch is set up by then
+        assert wait_until(
+            lambda: probe.write_text(repr(os.urandom(4))) > 0 and cluster.logged("probe.py"),
+            timeout=30,
+            interval=0.5,
+        )
+        cluster.wait_for(lambda: cluster.logged("reload done"))
         assert get(cluster)[0] == "1"
         write_version(tmp_path, "VERSION = 222\n")
-        cluster.wait_for(lambda: cluster.logged("changed: ") and cluster.logged("reload done"))
+        cluster.wait_for(lambda: cluster.logged("version.py; reloading"))
+        cluster.wait_for(lambda: sum("reload done" in line for line in cluster.log) >= 2)
         assert wait_until(lambda: get(cluster)[0] == "222", timeout=10)
         write_version(tmp_path, "VERSION = [\n")  # a syntax error: the old ones keep serving
         cluster.wait_for(lambda: cluster.logged("reload aborted"))

@@ -31,6 +31,7 @@ class Watcher:
         self._on_change = on_change
         self._interval = interval
         self._stop = threading.Event()
+        self._seen: dict[str, tuple[int, int]] = {}
         self.backend = "polling"
         if use_watchfiles:
             try:
@@ -42,6 +43,9 @@ class Watcher:
         self._thread = threading.Thread(target=self._run, name="pycluster-watch", daemon=True)
 
     def start(self) -> None:
+        """Watch from now on (polling: what the files are now is the reference)."""
+        if self.backend == "polling":
+            self._seen = snapshot(self.directories)
         self._thread.start()
 
     def stop(self) -> None:
@@ -65,7 +69,7 @@ class Watcher:
             self._on_change(sorted({path for _, path in changes}))
 
     def _run_polling(self) -> None:
-        seen = snapshot(self.directories)
+        seen = self._seen
         while not self._stop.wait(self._interval):
             now = snapshot(self.directories)
             changed = sorted(
