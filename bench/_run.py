@@ -148,7 +148,31 @@ def targets(tables: dict[str, Table]) -> Table:
             ratio = _ratio(ipc.series["round trip µs"].get(name, nan),
                            ipc.series["round trip µs"].get(node, nan))  # fmt: skip
             _target(rows, f"IPC round trip: {name} / Node", ratio, "<= 1", ratio <= 1)
+    _preload_targets(tables, rows)
     return Table("Targets (ratios from this run)", ["what", "measured", "target", ""], rows)
+
+
+def _preload_targets(tables: dict[str, Table], rows: list[list[str]]) -> None:
+    nan = math.nan
+    mem = tables.get("preload memory")
+    if mem is not None:
+        workers, tree = mem.series["ready workers PSS"], mem.series["ready PSS"]
+        ours, alone = "pycluster run --preload", "one process of the app (reference)"
+        ratio = _ratio(workers.get(ours, nan), workers.get(alone, nan))
+        _target(rows, "preload: PSS of 8 workers (and the zygote) / one process of the app",
+                ratio, "<= 1.5", ratio <= 1.5)  # fmt: skip
+        ratio = _ratio(tree.get(ours, nan), tree.get("gunicorn --preload (sync)", nan))
+        _target(rows, "preload: the whole tree's PSS / gunicorn --preload's", ratio, "< 1",
+                ratio < 1)  # fmt: skip
+    start = tables.get("preload startup")
+    if start is not None and "N = 32" in start.series.get("pycluster --preload", {}):
+        ms = start.series["pycluster --preload"]["N = 32"]
+        _target(rows, "preload: ms until 32 workers of the 1 s app listen", ms, "< 3000",
+                ms < 3000)  # fmt: skip
+        theirs = start.series.get("gunicorn --preload (sync)", {}).get("N = 32", nan)
+        ratio = _ratio(ms, theirs)
+        _target(rows, "preload: start-up of 32 workers / gunicorn --preload's", ratio, "< 1",
+                ratio < 1)  # fmt: skip
 
 
 def _best(values: Iterable[float]) -> float:
@@ -214,6 +238,16 @@ def run_all(
         _say("IPC (scenario 7)")
         tables["ipc"] = ipc_table(runs, quick)
         sections.append((tables["ipc"], ""))
+    if "preload" in only:
+        from . import preload
+
+        _say("preload (scenario 9)")
+        tables["preload memory"] = preload.memory_table(1, 5 if quick else 60)
+        sections.append((tables["preload memory"], "MB"))
+        tables["preload startup"] = preload.startup_table(
+            1 if quick else min(runs, 3), (8,) if quick else (8, 32)
+        )
+        sections.append((tables["preload startup"], "ms"))
     goals = targets(tables)
     sections.insert(0, (goals, ""))
     elapsed = time.monotonic() - started

@@ -1,6 +1,7 @@
 """A pycluster primary for the benchmarks: WORKERS workers of SERVER under POLICY.
 
-    WORKERS=2 POLICY=rr|none|reuseport SERVER=path/to/server.py python pycluster_primary.py
+    WORKERS=2 POLICY=rr|none|reuseport SERVER=path/to/server.py [PRELOAD=mod,...] \
+        python pycluster_primary.py
 
 Prints ``ready N PID`` once N workers listen. On SIGUSR1 it pings every worker and prints
 ``stats`` and a JSON list of the connections each accepted (pycluster's own counters). SIGTERM
@@ -27,7 +28,8 @@ POLICIES = {
 def main() -> None:
     workers = int(os.environ.get("WORKERS", "2"))
     cluster.scheduling_policy = POLICIES[os.environ.get("POLICY", "rr")]
-    cluster.setup_primary(exec=os.environ["SERVER"])
+    preload = [name for name in os.environ.get("PRELOAD", "").split(",") if name]
+    cluster.setup_primary(exec=os.environ["SERVER"], **({"preload": preload} if preload else {}))
     listening = 0
 
     @cluster.on("listening")
