@@ -32,6 +32,8 @@ from ._scenarios import Spread, Table
 WORKERS = 8
 BIG = str(c.SERVERS / "big_asyncio.py")
 MB = 2**20
+#: The app and the server that serves it (as gunicorn's master imports its worker's code).
+PRELOAD = "big_app,hello_asyncio"
 
 
 def _run_preload(workers: int, preload: bool, freeze: bool = True) -> Server:
@@ -41,7 +43,7 @@ def _run_preload(workers: int, preload: bool, freeze: bool = True) -> Server:
     argv = [c.PY, "-m", "pycluster", "run", "-w", str(workers), "--name", "bench-preload",
             "--ready-timeout", "300", "--graceful-timeout", "5"]  # fmt: skip
     env = {"LOOP": "asyncio", **({} if freeze else {"PYCLUSTER_PRELOAD_FREEZE": "0"})}
-    return Server(name, [*argv, *(["--preload", "big_app"] if preload else []), BIG], env,
+    return Server(name, [*argv, *(["--preload", PRELOAD] if preload else []), BIG], env,
                   workers=workers + (1 if preload else 0))  # fmt: skip
 
 
@@ -75,7 +77,7 @@ def _primary(workers: int, preload: bool) -> Server:
         f"pycluster{' --preload' if preload else ''}",
         [c.PY, str(c.SERVERS / "pycluster_primary.py")],
         {"SERVER": BIG, "WORKERS": str(workers), "POLICY": "rr", "LOOP": "asyncio",
-         **({"PRELOAD": "big_app"} if preload else {})},
+         **({"PRELOAD": PRELOAD} if preload else {})},
         workers=workers, says_ready=True,
     )  # fmt: skip
 

@@ -74,7 +74,8 @@ def main() -> None:
 def _preload(request: Preload) -> float:
     started = time.monotonic()
     sys.path[0] = request.path
-    gc.disable()  # no collection before the freeze: it would leave holes the workers then fill
+    if request.freeze:
+        gc.disable()  # no collection before the freeze: it would leave holes the workers fill
     before = open_fds()
     _import("pycluster's worker runtime", "pycluster._child", before)
     _import("pycluster's worker runtime", "pycluster.sharing._intercept", before)

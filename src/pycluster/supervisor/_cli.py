@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -156,6 +157,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if options.command == "run":
             config, exec_, args = _run_options(parser, options, None, None)
             return Supervisor(config, exec_, args).run()
+        if hasattr(signal, "SIGPIPE"):  # `pycluster status | head`: end quietly, as cat does
+            signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         return _control_command(options)
     except ControlError as exc:
         print(f"pycluster: {exc}", file=sys.stderr)

@@ -1,5 +1,5 @@
-"""A process's CPU time and memory: psutil when installed (the ``monitor`` extra, and the only
-way on macOS), else Linux's /proc.
+"""A process's CPU time and memory: Linux's /proc, else psutil when installed (the ``monitor``
+extra: the only way on macOS).
 
 ``memory`` adds what a process really costs beside its RSS: USS (the pages only it maps) and PSS
 (its proportional share of every page: shared pages divided among the processes that map them,
@@ -10,7 +10,7 @@ mapping, so the status asks for them, not the tick.
 from __future__ import annotations
 
 import os
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 
 class Sample(NamedTuple):
@@ -24,23 +24,32 @@ class Memory(NamedTuple):
     pss: int  # bytes: its share of everything resident
 
 
-try:
-    import psutil
-except ImportError:  # pragma: no cover - the test extra installs it
-    psutil = None  # type: ignore[assignment]
+_HAS_PROC = os.path.isdir("/proc/self")
 
 
-def sample(pid: int, *, use_psutil: bool = True) -> Sample | None:
+def _psutil() -> Any:
+    """psutil, imported only where /proc is missing (3 MB the supervisor does not need)."""
+    try:
+        import psutil
+    except ImportError:
+        return None
+    return psutil
+
+
+def sample(pid: int) -> Sample | None:
     """The process's figures now; None if it is gone or cannot be read."""
-    if use_psutil and psutil is not None:
-        try:
-            process = psutil.Process(pid)
-            with process.oneshot():
-                times = process.cpu_times()
-                return Sample(times.user + times.system, process.memory_info().rss)
-        except psutil.Error:
-            return None
-    return _from_proc(pid)
+    if _HAS_PROC:
+        return _from_proc(pid)
+    psutil = _psutil()
+    if psutil is None:
+        return None
+    try:
+        process = psutil.Process(pid)
+        with process.oneshot():
+            times = process.cpu_times()
+            return Sample(times.user + times.system, process.memory_info().rss)
+    except psutil.Error:
+        return None
 
 
 _TICKS = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
@@ -82,6 +91,7 @@ def memory(pid: int) -> Memory | None:
 
 
 def _memory_from_psutil(pid: int) -> Memory | None:
+    psutil = _psutil()
     if psutil is None:
         return None
     try:
