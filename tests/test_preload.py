@@ -17,7 +17,16 @@ from pathlib import Path
 import pytest
 
 from pycluster import ProtocolError
-from pycluster._zygote_wire import MESSAGES, Failed, Preload, Spawn, Spawned, receive, send
+from pycluster._zygote_wire import (
+    MESSAGES,
+    Failed,
+    Preload,
+    Spawn,
+    Spawned,
+    markdown_table,
+    receive,
+    send,
+)
 from tests.apps import preload
 from tests.clusterkit import LiveCluster, pid_alive, run_cluster, wait_until
 
@@ -62,6 +71,11 @@ def test_a_bad_field_names_the_message_and_the_field(build: object, message: str
     with pytest.raises(ProtocolError, match="zygote message") as caught:
         build()  # type: ignore[operator]
     assert message in str(caught.value)
+
+
+def test_docs_protocol_md_shows_the_zygote_messages() -> None:
+    doc = (Path(__file__).resolve().parent.parent / "docs" / "protocol.md").read_text()
+    assert markdown_table() in doc
 
 
 def test_an_undecodable_datagram_is_a_protocol_error() -> None:

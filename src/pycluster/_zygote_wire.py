@@ -19,9 +19,9 @@ import socket
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, ClassVar
 
-from ._commands import _Checked, _field, _flag, _integer
+from ._commands import _Checked, _field, _flag, _integer, _row
 from ._errors import ProtocolError
 
 ENV_ZYGOTE_FD = "PYCLUSTER_ZYGOTE_FD"
@@ -89,6 +89,9 @@ def _number(value: Any) -> float:
 class Message(_Checked):
     """One datagram between the primary and its zygote."""
 
+    #: Which side sends it: "primary" or "zygote".
+    sender: ClassVar[str]
+
     @classmethod
     def _what(cls) -> str:
         return f"zygote message {cls.name!r}"
@@ -96,9 +99,10 @@ class Message(_Checked):
 
 @dataclass(frozen=True)
 class Preload(Message):
-    """primary: import ``modules`` with ``path`` as ``sys.path[0]``, then ``gc.freeze()``"""
+    """import ``modules`` with ``path`` as ``sys.path[0]``, then ``gc.freeze()`` (first, once)"""
 
     name = "preload"
+    sender = "primary"
     modules: tuple[str, ...] = _field(_texts)
     path: str = _field(_text)
     freeze: bool = _field(_flag, True)
@@ -106,17 +110,19 @@ class Preload(Message):
 
 @dataclass(frozen=True)
 class Ready(Message):
-    """zygote: every module imported in ``seconds``; it forks on request now"""
+    """every module imported in ``seconds``; it forks on request now"""
 
     name = "ready"
+    sender = "zygote"
     seconds: float = _field(_number)
 
 
 @dataclass(frozen=True)
 class Failed(Message):
-    """zygote: preloading ``module`` failed (``error``: one line; ``detail``: the traceback)"""
+    """preloading ``module`` failed (``error``: one line; ``detail``: the traceback); it exits"""
 
     name = "failed"
+    sender = "zygote"
     module: str = _field(_text)
     error: str = _field(_text)
     detail: str = _field(_text, "")
@@ -124,9 +130,10 @@ class Failed(Message):
 
 @dataclass(frozen=True)
 class Spawn(Message):
-    """primary: fork worker ``worker_id`` running ``argv`` (the program and its arguments)"""
+    """fork worker ``worker_id`` to run ``argv``; its channel and stdio come as SCM_RIGHTS"""
 
     name = "spawn"
+    sender = "primary"
     worker_id: int = _field(_integer)
     argv: tuple[str, ...] = _field(_texts)
     env: dict[str, str] = _field(_environment)
@@ -137,14 +144,22 @@ class Spawn(Message):
 
 @dataclass(frozen=True)
 class Spawned(Message):
-    """zygote: the worker is ``pid``, the primary's child now; ``error`` if it could not start"""
+    """the worker is ``pid``, the primary's child now; ``error`` if it could not start"""
 
     name = "spawned"
+    sender = "zygote"
     pid: int = _field(_integer)
     error: str = _field(_text, "")
 
 
 MESSAGES: dict[str, type[Message]] = {m.name: m for m in (Preload, Ready, Failed, Spawn, Spawned)}
+
+
+def markdown_table() -> str:
+    """The messages as docs/protocol.md shows them (tests/test_preload.py keeps them equal)."""
+    rows = ["| from | message | fields | meaning |", "|---|---|---|---|"]
+    rows += [_row(m.sender, f"`{m.name}`", m) for m in MESSAGES.values()]
+    return "\n".join(rows) + "\n"
 
 
 def send(sock: socket.socket, message: Message, fds: Sequence[int] = ()) -> None:
