@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import sys
 import urllib.request
 from pathlib import Path
@@ -122,5 +123,34 @@ def test_a_refused_preload_at_start_exits_1_naming_the_thread(tmp_path: Path) ->
         assert "'metrics-poller'" in log
         assert "Traceback" not in log  # said once, cleanly: no retries, no crash
         assert log.count("failed: importing") == 1
+    finally:
+        cluster.stop()
+
+
+def test_uvicorn_serves_an_app_built_once(tmp_path: Path) -> None:
+    # `-m uvicorn app:app` with the app (and uvicorn) preloaded: the app object is built once.
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    cluster = Supervised(
+        "-w", "2", "--preload", "hello_asgi,uvicorn", "-m", "uvicorn", "hello_asgi:app",
+        "--port", str(port), "--log-level", "warning", env={"PYTHONPATH": str(SUPERVISED)},
+    )  # fmt: skip
+    try:
+        seen: dict[str, str] = {}
+
+        def served_by_both() -> bool:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=5) as answer:
+                    seen[answer.headers["X-Worker-Pid"]] = answer.headers["X-Imported-By"]
+            except OSError:
+                return False
+            return len(seen) == 2
+
+        assert wait_until(served_by_both, timeout=30, interval=0.05)
+        (imported_by,) = set(seen.values())
+        assert imported_by not in seen  # not by a worker: by the preload server
+        assert parent_of(int(imported_by)) == cluster.proc.pid
+        assert {parent_of(int(pid)) for pid in seen} == {cluster.proc.pid}
     finally:
         cluster.stop()

@@ -70,7 +70,7 @@ def serves_under_every_policy() -> None:
         cluster.setup_primary(preload=[COUNTED])
         cluster.on("message", lambda w, m, h: out("preloaded", w.id, m))
         track_listening()
-        workers = [cluster.fork() for _ in range(3)]
+        workers = [cluster.fork({"WHO": str(i)}) for i in range(3)]
         out("processes", sorted({type(w.process).__name__ for w in workers}))
         out("primary imported it", COUNTED in sys.modules)
         (_, address), *_ = wait_listening(3)
@@ -84,7 +84,9 @@ def serves_under_every_policy() -> None:
     else:
         already = COUNTED in sys.modules  # before the program imports it: preloaded
         importlib.import_module(COUNTED)
-        this_worker().send(already)  # (before it listens: the primary has it before "listening")
+        markers = [name for name in os.environ if name.startswith("PYCLUSTER_")]
+        # Sent before it listens: the primary has it before "listening".
+        this_worker().send([already, os.environ.get("WHO"), markers])
         _answer_forever(socket.create_server(("127.0.0.1", 0)), _whoami())
 
 
