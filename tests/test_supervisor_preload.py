@@ -56,7 +56,11 @@ def test_reload_loads_the_new_code_and_broken_code_keeps_the_old(tmp_path: Path)
         status = json.loads(cluster.command("status", "--json").stdout)
         for worker in status["workers"]:
             assert 0 < worker["uss"] < worker["pss"] < worker["rss"], worker
-        assert status["pss"] == sum(w["pss"] for w in status["workers"])
+        assert status["pss_workers"] == sum(w["pss"] for w in status["workers"])
+        others = status["pss_others"]
+        assert set(others) == {"supervisor", "preload server"}
+        assert status["pss"] == status["pss_workers"] + sum(others.values())
+        assert "(workers " in cluster.command("status").stdout
         assert "pss MB" in cluster.command("status").stdout
 
         write_version(tmp_path, "VERSION = 'two!'\n")  # another size: no stale bytecode

@@ -90,6 +90,31 @@ def memory(pid: int) -> Memory | None:
     return Memory(kb.get(b"Rss", 0) * 1024, uss * 1024, kb[b"Pss"] * 1024)
 
 
+def children(pid: int) -> set[int]:
+    """The process's children (Linux: /proc; empty elsewhere)."""
+    found: set[int] = set()
+    try:
+        tasks = os.listdir(f"/proc/{pid}/task")
+    except OSError:
+        return found
+    for task in tasks:
+        try:
+            with open(f"/proc/{pid}/task/{task}/children") as f:
+                found.update(int(child) for child in f.read().split())
+        except OSError:
+            continue
+    return found
+
+
+def own_memory(workers: set[int | None], preload: object) -> dict[str, Memory | None]:
+    """This process's memory, and (with ``preload``) its preload server's: its child that is
+    no worker."""
+    found = {"supervisor": memory(os.getpid())}
+    for pid in sorted(children(os.getpid()) - workers) if preload else ():
+        found["preload server"] = memory(pid)
+    return found
+
+
 def _memory_from_psutil(pid: int) -> Memory | None:
     psutil = _psutil()
     if psutil is None:

@@ -48,11 +48,14 @@ def cluster_status(
     stopping: bool,
     now: float,
     memory: Mapping[int, Memory | None] | None = None,
+    others: Mapping[str, Memory | None] | None = None,
 ) -> dict[str, Any]:
-    """The cluster and each worker (``memory``: each worker's RSS, USS and PSS, by id)."""
+    """The cluster and each worker (``memory``: each worker's RSS, USS and PSS, by id;
+    ``others``: the supervisor's and the preload server's, by what they are)."""
     memory = memory or {}
     workers = [worker_status(wid, r, now, memory.get(wid)) for wid, r in sorted(running.items())]
     known = [w["pss"] for w in workers if w["pss"] is not None]
+    parts = {name: m.pss for name, m in (others or {}).items() if m is not None}
     return {
         "name": name,
         "pid": os.getpid(),
@@ -63,7 +66,9 @@ def cluster_status(
         "uptime": round(uptime, 3),
         "reloading": reloading,
         "stopping": stopping,
-        "pss": sum(known) if known else None,
+        "pss": sum(known) + sum(parts.values()) if known else None,
+        "pss_workers": sum(known) if known else None,
+        "pss_others": parts,
         "workers": workers,
     }
 
@@ -73,7 +78,7 @@ def format_table(status: dict[str, Any]) -> str:
     head = (
         f"{status['name']} (pid {status['pid']}, {status['sched']}): "
         f"{status['ready']}/{status['target']} workers ready, up {_duration(status['uptime'])}"
-        + (f", PSS {_mb(status['pss'])} MB in all" if status.get("pss") is not None else "")
+        + _pss_head(status)
         + (", reloading" if status["reloading"] else "")
         + (", stopping" if status["stopping"] else "")
     )
@@ -90,6 +95,14 @@ def format_table(status: dict[str, Any]) -> str:
             f"{cpu:>6} {_mb(w['rss']):>8} {_mb(w.get('uss')):>8} {_mb(w.get('pss')):>8}"
         )
     return "\n".join(lines)
+
+
+def _pss_head(status: dict[str, Any]) -> str:
+    if status.get("pss") is None:
+        return ""
+    parts = [f"workers {_mb(status['pss_workers'])}"]
+    parts += [f"{name} {_mb(pss)}" for name, pss in status.get("pss_others", {}).items()]
+    return f", PSS {_mb(status['pss'])} MB in all ({', '.join(parts)})"
 
 
 def _mb(value: int | None) -> str:

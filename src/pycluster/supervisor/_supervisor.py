@@ -26,7 +26,7 @@ from . import _health
 from ._config import Config
 from ._control import ControlServer, Reply, control_dir, default_name, socket_path
 from ._output import relay_output
-from ._procstat import memory
+from ._procstat import memory, own_memory
 from ._reloading import CodeReload
 from ._replacements import Replacements
 from ._requests import REQUESTS
@@ -406,6 +406,7 @@ class Supervisor:
             stopping=self.stopping,
             now=now,
             memory={wid: memory(r.worker.pid) for wid, r in self.running.items() if r.worker.pid},
+            others=own_memory({r.worker.pid for r in self.running.values()}, self.config.preload),
         )
 
     def _ready_status(self) -> str:
