@@ -9,11 +9,10 @@ the preload benchmark sends it to see what the collector then writes to shared p
 from __future__ import annotations
 
 import gc
+import importlib
 import os
 import signal
 import time
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any
 
 _started = time.perf_counter()
 RECORDS = [
@@ -22,34 +21,10 @@ RECORDS = [
 ]
 INDEX = {record["name"]: record for record in RECORDS}
 IMPORT_SECONDS = time.perf_counter() - _started
-BODY = b"Hello Http"
 
 signal.signal(signal.SIGUSR2, lambda signum, frame: gc.collect())
 
 
-def wsgi_app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-    start_response(
-        "200 OK",
-        [
-            ("Content-Type", "text/plain"),
-            ("Content-Length", str(len(BODY))),
-            ("X-Worker-Pid", str(os.getpid())),
-        ],
-    )
-    return [BODY]
-
-
-async def asgi_app(
-    scope: dict[str, Any],
-    receive: Callable[[], Awaitable[dict[str, Any]]],
-    send: Callable[[dict[str, Any]], Awaitable[None]],
-) -> None:
-    if scope["type"] != "http":
-        return
-    headers = [
-        (b"content-type", b"text/plain"),
-        (b"content-length", str(len(BODY)).encode()),
-        (b"x-worker-pid", str(os.getpid()).encode()),
-    ]
-    await send({"type": "http.response.start", "status": 200, "headers": headers})
-    await send({"type": "http.response.body", "body": BODY})
+# The same hello world as the other servers (their modules sit beside this one).
+wsgi_app = importlib.import_module("wsgi_app").app
+asgi_app = importlib.import_module("asgi_app").app
