@@ -115,7 +115,10 @@ class Zygote:
         with self._lock:
             if self.seconds is not None:
                 return self.seconds
-            answer = self._answer(None)
+            try:
+                answer = self._answer(None)
+            except ZygoteGone:
+                answer = None  # said below, as an exit before it was ready
             if isinstance(answer, Ready):
                 self.seconds = answer.seconds
                 return answer.seconds
@@ -157,6 +160,12 @@ class Zygote:
                     answer = self._answer(SPAWN_TIMEOUT)
                 finally:
                     _subreaper(previous)
+            if not isinstance(answer, Spawned):
+                raise ZygoteGone("the preload server ended before it answered")
+            if answer.error:
+                if answer.pid:
+                    _reap(answer.pid)
+                raise OSError(f"worker {worker_id} could not start: {answer.error}")
         except BaseException:
             for pipe in ours:
                 if pipe is not None:
@@ -165,12 +174,6 @@ class Zygote:
         finally:
             for fd in to_close:  # the worker's ends of pipes, /dev/null: the worker has them
                 os.close(fd)
-        if not isinstance(answer, Spawned):
-            raise ZygoteGone("the preload server ended before it answered")
-        if answer.error:
-            if answer.pid:
-                _reap(answer.pid)
-            raise OSError(f"worker {worker_id} could not start: {answer.error}")
         return ForkedProcess(answer.pid, worker_argv(exec_, args, self.key.exec_argv), *ours)
 
     def _answer(self, timeout: float | None) -> object:
