@@ -164,6 +164,10 @@ def _preload_targets(tables: dict[str, Table], rows: list[list[str]]) -> None:
         ratio = _ratio(tree.get(ours, nan), tree.get("gunicorn --preload (sync)", nan))
         _target(rows, "preload: the whole tree's PSS / gunicorn --preload's", ratio, "< 1",
                 ratio < 1)  # fmt: skip
+        after = mem.series["gc PSS"]
+        ratio = _ratio(after.get(ours, nan), after.get("gunicorn --preload (sync)", nan))
+        _target(rows, "the same after a full gc.collect() in every worker (for reference)",
+                ratio, "", None)  # fmt: skip
     start = tables.get("preload startup")
     if start is not None and "N = 32" in start.series.get("pycluster --preload", {}):
         ms = start.series["pycluster --preload"]["N = 32"]

@@ -6,7 +6,7 @@
   with 8 workers: pycluster with ``--preload`` (and without ``gc.freeze()``), without preload,
   ``gunicorn --preload`` (sync workers, the same app as WSGI), ``uvicorn --workers 8`` (ASGI);
   one process of the app alone for reference. Measured when ready, after 60 s of keep-alive load
-  (wrk), and after a full ``gc.collect()`` in every worker (SIGUSR2: what a long-running app's
+  (wrk), and after a full ``gc.collect()`` in every worker (SIGPWR: what a long-running app's
   collector does sooner or later, and what ``gc.freeze()`` is for).
 - start-up: ms from launch until 8 and 32 workers listen, with and without preload, against
   ``gunicorn --preload`` and Node's cluster (the plain hello world, for scale).
@@ -138,12 +138,15 @@ def memory_table(runs: int, load_seconds: float) -> Table:
                         continue
                     _wrk.run(running.port, load_seconds)
                     record(server.name, "load", running.pid)
-                    for pid in descendants(running.pid):
+                    before = set(descendants(running.pid))
+                    for pid in before:
                         try:
-                            os.kill(pid, signal.SIGUSR2)
+                            os.kill(pid, signal.SIGPWR)
                         except ProcessLookupError:
                             pass
                     time.sleep(3)  # (a full collection of 200 MB takes a few hundred ms)
+                    if set(descendants(running.pid)) != before:
+                        raise RuntimeError("its workers changed: no figure after gc")
                     record(server.name, "gc", running.pid)
             except (RuntimeError, TimeoutError) as exc:
                 _say(f"    failed: {exc}")

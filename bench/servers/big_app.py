@@ -2,8 +2,9 @@
 (dicts, lists, strings) built in about a second, then "Hello Http" like the other servers.
 
 ``wsgi_app`` (gunicorn), ``asgi_app`` (uvicorn); ``big_asyncio.py`` serves it with asyncio in
-pycluster. SIGUSR2 runs a full ``gc.collect()`` (what a long-running app does sooner or later):
-the preload benchmark sends it to see what the collector then writes to shared pages.
+pycluster. SIGPWR runs a full ``gc.collect()`` (what a long-running app does sooner or later):
+the preload benchmark sends it to see what the collector then writes to shared pages. (Not
+SIGUSR2: gunicorn's workers reset it to its default action, which ends them.)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ RECORDS = [
 INDEX = {record["name"]: record for record in RECORDS}
 IMPORT_SECONDS = time.perf_counter() - _started
 
-signal.signal(signal.SIGUSR2, lambda signum, frame: gc.collect())
+signal.signal(signal.SIGPWR, lambda signum, frame: gc.collect())
 
 
 # The same hello world as the other servers (their modules sit beside this one).
