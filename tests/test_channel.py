@@ -10,8 +10,8 @@ from collections.abc import Iterator
 import pytest
 
 from pycluster import DisconnectedError, PeerGoneError
-from pycluster._channel import Channel
-from pycluster._protocol import Frame, Kind
+from pycluster._channel import RECV_SIZE, Channel
+from pycluster._protocol import Frame, Kind, encode_frame
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -102,3 +102,30 @@ def test_a_closed_channel_says_which_side_closed_it(pair: tuple[Channel, Channel
     theirs.close(peer_gone=True)
     with pytest.raises(PeerGoneError):
         theirs.send(Kind.JSON, b"late")
+
+
+def _resident() -> int:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/statm"), reason="reads /proc (Linux)")
+def test_a_receive_buffer_costs_memory_only_where_a_read_reached() -> None:
+    # A worker holds one channel and the primary one per worker: an untouched 256 KiB each
+    # would be copied into every process (it was a bytearray, written at creation). Enough of
+    # them (40 MB as bytearrays) that memory other tests freed cannot hide it.
+    count = 160
+    pairs = [socket.socketpair() for _ in range(count)]
+    before = _resident()
+    ends = [Channel(a) for a, _ in pairs]
+    grown = _resident() - before
+    try:
+        assert grown < count * RECV_SIZE // 8, f"{grown} bytes resident for {count} idle channels"
+        pairs[0][1].sendall(encode_frame(Kind.JSON, b'"hi"', 0))
+        ends[0].receive()
+        assert [frame.payload for frame in ends[0].frames()] == [b'"hi"']
+    finally:
+        for end in ends:
+            end.close()
+        for _, b in pairs:
+            b.close()

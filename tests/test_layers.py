@@ -151,3 +151,5 @@ def test_each_side_loads_only_its_own_modules(tmp_path: Path, preload: bool) -> 
         assert {"pycluster._zygote", "pycluster._child"} <= zygote
         assert "pycluster._zygotes" in primary
         assert zygote & PRIMARY_SIDE == set()
+        # Every pycluster module a worker runs is the zygote's, shared, not imported again.
+        assert worker - zygote == set()

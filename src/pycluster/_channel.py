@@ -8,6 +8,7 @@ worker (blocking socket, flushed by the sending thread).
 from __future__ import annotations
 
 import array
+import mmap
 import os
 import socket
 import threading
@@ -75,7 +76,9 @@ class Channel:
         self.fd = sock.fileno()
         self.decoder = FrameDecoder(max_payload)
         self._out: deque[_Pending] = deque()
-        self._recv_buffer = bytearray(RECV_SIZE)
+        # Anonymous memory: a page costs nothing until a read reaches it (a bytearray's 256 KiB
+        # are all written at once, in every worker and in the primary once per worker).
+        self._recv_buffer: mmap.mmap | bytearray = mmap.mmap(-1, RECV_SIZE)
         self._recv_view = memoryview(self._recv_buffer)
         self.lock = threading.Lock()
         self.closed = False

@@ -42,6 +42,10 @@ from ._zygote_wire import (
 ADOPTION_TIMEOUT = 5.0
 
 
+#: Imported before the preload modules: what every worker runs, shared instead of copied.
+_WORKER_RUNTIME = ("pycluster._bootstrap", "pycluster._child", "pycluster.sharing._intercept")
+
+
 class _Refused(Exception):
     def __init__(self, module: str, error: str, detail: str = "") -> None:
         super().__init__(error)
@@ -77,8 +81,8 @@ def _preload(request: Preload) -> float:
     if request.freeze:
         gc.disable()  # no collection before the freeze: it would leave holes the workers fill
     before = open_fds()
-    _import("pycluster's worker runtime", "pycluster._child", before)
-    _import("pycluster's worker runtime", "pycluster.sharing._intercept", before)
+    for runtime in _WORKER_RUNTIME:
+        _import("pycluster's worker runtime", runtime, before)
     for name in request.modules:
         _import(name, name, before)
     if request.freeze:
