@@ -1,0 +1,1 @@
+"""Metrics: the cluster's own and the program's, merged across workers (docs/metrics.md)."""
