@@ -152,6 +152,9 @@ def targets(tables: dict[str, Table]) -> Table:
     return Table("Targets (ratios from this run)", ["what", "measured", "target", ""], rows)
 
 
+_GUNICORN_ASYNCIO = "gunicorn --preload (asyncio, UvicornWorker)"
+
+
 def _preload_targets(tables: dict[str, Table], rows: list[list[str]]) -> None:
     nan = math.nan
     mem = tables.get("preload memory")
@@ -164,6 +167,9 @@ def _preload_targets(tables: dict[str, Table], rows: list[list[str]]) -> None:
         ratio = _ratio(tree.get(ours, nan), tree.get("gunicorn --preload (sync)", nan))
         _target(rows, "preload: the whole tree's PSS / gunicorn --preload's", ratio, "< 1",
                 ratio < 1)  # fmt: skip
+        ratio = _ratio(tree.get(ours, nan), tree.get(_GUNICORN_ASYNCIO, nan))
+        _target(rows, "the same against gunicorn --preload with asyncio workers (UvicornWorker)",
+                ratio, "", None)  # fmt: skip
         after = mem.series["gc PSS"]
         ratio = _ratio(after.get(ours, nan), after.get("gunicorn --preload (sync)", nan))
         _target(rows, "the same after a full gc.collect() in every worker (for reference)",

@@ -4,7 +4,8 @@
 - memory: the PSS of the whole process tree (what the cluster costs: shared pages counted once,
   divided among the processes that map them) and the USS of each worker (what only it holds),
   with 8 workers: pycluster with ``--preload`` (and without ``gc.freeze()``), without preload,
-  ``gunicorn --preload`` (sync workers, the same app as WSGI), ``uvicorn --workers 8`` (ASGI);
+  ``gunicorn --preload`` (sync workers, the same app as WSGI; and with uvicorn's asyncio worker
+  class, like for like with pycluster's asyncio server), ``uvicorn --workers 8`` (ASGI);
   one process of the app alone for reference. Measured when ready, after 60 s of keep-alive load
   (wrk), and after a full ``gc.collect()`` in every worker (SIGPWR: what a long-running app's
   collector does sooner or later, and what ``gc.freeze()`` is for).
@@ -53,6 +54,17 @@ def _gunicorn(workers: int) -> Server:
         [str(c.BIN / "gunicorn"), "--preload", "-w", str(workers), "-k", "sync", "--chdir",
          str(c.SERVERS), "--bind", "127.0.0.1:{port}", "--log-level", "warning",
          "--timeout", "300", "big_app:wsgi_app"],
+        workers=workers,
+    )  # fmt: skip
+
+
+def _gunicorn_asyncio(workers: int) -> Server:
+    """gunicorn serving with asyncio too (uvicorn's worker class): like for like with ours."""
+    return Server(
+        "gunicorn --preload (asyncio, UvicornWorker)",
+        [str(c.BIN / "gunicorn"), "--preload", "-w", str(workers), "-k",
+         "uvicorn.workers.UvicornWorker", "--chdir", str(c.SERVERS), "--bind",
+         "127.0.0.1:{port}", "--log-level", "warning", "--timeout", "300", "big_app:asgi_app"],
         workers=workers,
     )  # fmt: skip
 
@@ -113,9 +125,10 @@ def _settle(pid: int, workers: int, timeout: float = 60) -> None:
 def memory_table(runs: int, load_seconds: float) -> Table:
     servers = [
         _run_preload(WORKERS, True), _run_preload(WORKERS, True, freeze=False),
-        _run_preload(WORKERS, False), _gunicorn(WORKERS), _uvicorn(WORKERS), _alone(),
+        _run_preload(WORKERS, False), _gunicorn(WORKERS), _gunicorn_asyncio(WORKERS),
+        _uvicorn(WORKERS), _alone(),
     ]  # fmt: skip
-    loaded = {servers[0].name, servers[1].name, servers[3].name}
+    loaded = {servers[0].name, servers[1].name, servers[3].name, servers[4].name}
     figures: dict[tuple[str, str], Spread] = collections.defaultdict(Spread)
 
     def record(name: str, when: str, pid: int) -> None:
