@@ -19,6 +19,8 @@ from pycluster._commands import (
     Beat,
     Bind,
     Close,
+    Collect,
+    Collected,
     Command,
     Disconnect,
     Disconnecting,
@@ -50,6 +52,9 @@ EXAMPLES: list[Command] = [
     Disconnect(),
     Reply(3, {"ok": True, "id": 7, "mode": "rr"}),
     Ping(seq=9),
+    Collect(seq=4),
+    Collected(4, [{"name": "hits", "type": "counter", "help": "", "mode": None, "samples": []}]),
+    Collected(5, [], "ValueError: a collector failed"),
 ]
 
 
@@ -87,6 +92,17 @@ def test_round_trip(command: Command) -> None:
             {"cmd": "reply", "seq": 3, "ok": False, "errno": 98},
         ),
         (Beat(1, 2, 3), {"cmd": "beat", "seq": 1, "connections": 2, "open": 3}),
+        (
+            Collected(2, [], connections=5, open=1),
+            {
+                "cmd": "collected",
+                "seq": 2,
+                "families": [],
+                "error": "",
+                "connections": 5,
+                "open": 1,
+            },
+        ),
     ],
 )
 def test_the_wire_form(command: Command, wire: dict[str, Any]) -> None:
@@ -122,6 +138,8 @@ def test_a_frame_that_is_no_command(payload: bytes, message: str) -> None:
         ({"cmd": "beat", "seq": 1, "connections": -1, "open": 0}, "'connections' must be an int"),
         ({"cmd": "beat", "seq": True, "connections": 1, "open": 0}, "'seq' must be an integer"),
         ({"cmd": "beat", "seq": 1, "connections": 1}, "command 'beat': 'open' is missing"),
+        ({"cmd": "collected", "seq": 1, "families": {}}, "'families' must be a list"),
+        ({"cmd": "collected", "seq": 1, "families": [], "error": 3}, "'error' must be a string"),
         ({"cmd": "query", "seq": 1, "op": "nope"}, "unknown op 'nope'"),
         ({"cmd": "query", "seq": 1}, "unknown op None"),
         ({"cmd": "query", "seq": -1, "op": "close", "id": 1}, "'seq' must be an integer >= 0"),

@@ -41,6 +41,7 @@ EXPECTED = {
     "refresh_preload",
     "remove_listener",
     "scheduling_policy",
+    "serve_metrics",
     "settings",
     "setup_master",
     "setup_primary",

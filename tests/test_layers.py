@@ -30,9 +30,14 @@ PRIMARY_SIDE = {
     "pycluster.sharing._activation",
     "pycluster._zygotes",
     "pycluster._forked",
+    "pycluster.metrics._scrape",
+    "pycluster.metrics._server",
+    "pycluster.metrics._merge",
+    "pycluster.metrics._exposition",
 }
 WORKER_SIDE = {
     "pycluster._bootstrap",
+    "pycluster.metrics._app",
     "pycluster._child",
     "pycluster._heartbeat",
     "pycluster.sharing._intercept",

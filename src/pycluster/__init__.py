@@ -32,6 +32,7 @@ from .sharing._listen import listen
 
 if TYPE_CHECKING:
     from ._primary import Primary
+    from .metrics._server import MetricsServer
 
 __all__ = [
     "SCHED_NONE",
@@ -65,6 +66,7 @@ __all__ = [
     "refresh_preload",
     "remove_listener",
     "scheduling_policy",
+    "serve_metrics",
     "settings",
     "setup_master",
     "setup_primary",
@@ -132,6 +134,28 @@ def refresh_preload() -> float:
     Workers already running are not touched (a rolling reload replaces them). Primary only.
     """
     return _primary("refresh_preload()").refresh_preload()
+
+
+def serve_metrics(address: object = "127.0.0.1:9090", *, timeout: float = 2.0) -> MetricsServer:
+    """Serve ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz`` from the primary at
+    ``address`` (``"HOST:PORT"``; port 0 picks one: see the result's ``address``).
+
+    ``/metrics`` shows the cluster's own figures and the program's ``prometheus_client``
+    metrics, collected from every worker at each scrape (waiting at most ``timeout`` seconds
+    for each) and merged (docs/metrics.md). ``close()`` stops it. Primary only.
+    """
+    primary = _primary("serve_metrics()")
+    from .metrics._server import MetricsServer, parse_address
+
+    try:
+        parsed = parse_address(address)
+    except ValueError as exc:
+        raise ValueError(str(exc)) from None
+    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
+        raise ValueError(
+            f"serve_metrics(timeout=...) must be a number of seconds > 0, not {timeout!r}"
+        )
+    return MetricsServer(primary, parsed, timeout=float(timeout))
 
 
 def wait(timeout: float | None = None) -> bool:

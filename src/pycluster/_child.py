@@ -29,6 +29,8 @@ from ._channel import Channel, handle_from_fds
 from ._commands import (
     FROM_PRIMARY,
     Beat,
+    Collect,
+    Collected,
     Command,
     Disconnect,
     Disconnecting,
@@ -210,12 +212,26 @@ class ChildRuntime:
         except ChannelClosedError:
             pass
 
+    def _connections(self) -> tuple[int, int]:
+        """Connections accepted through shared sockets, and of those still open."""
+        sharing = self.sharing
+        if sharing is None:
+            return 0, 0
+        return sharing.accepted, sharing.open_connections()
+
     def _beat(self, seq: int) -> None:
         """The answer to ping ``seq``, with this worker's connection counts."""
-        sharing = self.sharing
-        accepted = sharing.accepted if sharing is not None else 0
-        now_open = sharing.open_connections() if sharing is not None else 0
-        self._tell(Beat(seq, accepted, now_open))
+        self._tell(Beat(seq, *self._connections()))
+
+    def _collect(self, seq: int) -> None:
+        """The program's metrics, read on this (the channel's) thread."""
+        from .metrics import _app
+
+        try:
+            families, error = _app.collect(), ""
+        except Exception as exc:  # a collector of the program's failed: say so, keep serving
+            families, error = [], f"{type(exc).__name__}: {exc}"
+        self._tell(Collected(seq, families, error, *self._connections()))
 
     # -- reading ------------------------------------------------------------------------------
 
@@ -286,6 +302,8 @@ class ChildRuntime:
                 os.close(fd)
             if isinstance(command, Ping):
                 self.heartbeat.ping(command.seq)
+            elif isinstance(command, Collect):
+                self._collect(command.seq)
             elif isinstance(command, Disconnect):
                 self._after_released(lambda: self.disconnect(force_exit=True, announce=False))
             return

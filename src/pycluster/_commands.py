@@ -51,6 +51,18 @@ def _object(value: Any) -> dict[str, Any]:
     return value
 
 
+def _array(value: Any) -> list[Any]:
+    if not isinstance(value, list):
+        raise ValueError("a list")
+    return value
+
+
+def _text(value: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("a string")
+    return value
+
+
 def _key(value: Any) -> ListenKey:
     if isinstance(value, ListenKey):
         return value
@@ -245,6 +257,19 @@ class Beat(Command):
 
 
 @dataclass(frozen=True)
+class Collected(Command):
+    """the answer to collect `seq`: the program's metrics (or its `error`), connections, open"""
+
+    name = "collected"
+    sender = "worker"
+    seq: int = _field(_count)
+    families: list[Any] = _field(_array)
+    error: str = _field(_text, "")
+    connections: int = _field(_count, 0)
+    open: int = _field(_count, 0)
+
+
+@dataclass(frozen=True)
 class Disconnect(Command):
     """please disconnect gracefully"""
 
@@ -279,8 +304,17 @@ class Ping(Command):
     seq: int = _field(_integer)
 
 
+@dataclass(frozen=True)
+class Collect(Command):
+    """report the program's metrics (``prometheus_client``'s registry, if it uses it)"""
+
+    name = "collect"
+    sender = "primary"
+    seq: int = _field(_count)
+
+
 COMMANDS: tuple[type[Command], ...] = (
-    Online, Disconnecting, Query, Beat, Disconnect, Reply, Ping,
+    Online, Disconnecting, Query, Beat, Collected, Disconnect, Reply, Ping, Collect,
 )  # fmt: skip
 #: The commands a worker may send to the primary, by name.
 FROM_WORKER: dict[str, type[Command]] = {c.name: c for c in COMMANDS if c.sender == "worker"}

@@ -66,6 +66,8 @@ class Primary:
         self._main_crashed = False
         self._hooks_installed = False
         self.preloader = Preloader(self.loop)
+        #: Called on the loop thread with each worker that has exited, before its exit event.
+        self.removed: list[Callable[[PrimaryWorker], None]] = []
 
     # -- settings ----------------------------------------------------------------------------
 
@@ -205,6 +207,8 @@ class Primary:
 
     def remove(self, worker: PrimaryWorker) -> None:
         self.workers.pop(worker.id, None)
+        for hook in self.removed:
+            call_safely(hook, worker)
 
     def check_idle(self) -> None:
         if self.workers:

@@ -20,6 +20,8 @@ from ._channel import Channel, handle_from_fds
 from ._commands import (
     FROM_WORKER,
     Beat,
+    Collect,
+    Collected,
     Command,
     Disconnect,
     Disconnecting,
@@ -66,6 +68,10 @@ class PrimaryWorker(Worker):
         self._connected = True
         self._disconnect_asked = False
         self._ping_seq = 0
+        self._collect_seq = 0
+        self._collecting: dict[int, Callable[[Collected | None], None]] = {}
+        #: ``time.monotonic()`` when the primary started it.
+        self.started = time.monotonic()
         #: What the primary last heard of the worker's activity (``ping()`` refreshes it).
         self.stats = WorkerStats()
 
@@ -108,6 +114,11 @@ class PrimaryWorker(Worker):
         A worker whose server is stuck does not answer: ``stats.last_beat`` stops moving.
         """
         self._loop.call_soon(self._ping)
+
+    def collect_metrics(self, on_answer: Callable[[Collected | None], None]) -> None:
+        """Ask for the program's metrics; ``on_answer`` runs on the loop thread with the answer,
+        or with None if the worker went away first (any thread)."""
+        self._loop.call_soon(self._collect, on_answer)
 
     def is_connected(self) -> bool:
         return self._connected
@@ -166,6 +177,25 @@ class PrimaryWorker(Worker):
             self._queue(*encode(Ping(self._ping_seq)))
         except ChannelClosedError:
             pass
+
+    def _collect(self, on_answer: Callable[[Collected | None], None]) -> None:
+        if not self._connected:
+            on_answer(None)
+            return
+        self._collect_seq += 1
+        self._collecting[self._collect_seq] = on_answer
+        try:
+            self._queue(*encode(Collect(self._collect_seq)))
+        except ChannelClosedError:
+            self._collecting.pop(self._collect_seq)(None)
+
+    def _on_collected(self, answer: Collected) -> None:
+        self.stats = dataclasses.replace(
+            self.stats, connections=answer.connections, open_connections=answer.open
+        )
+        on_answer = self._collecting.pop(answer.seq, None)
+        if on_answer is not None:
+            on_answer(answer)
 
     def _on_beat(self, beat: Beat) -> None:
         self.stats = dataclasses.replace(
@@ -260,6 +290,7 @@ class PrimaryWorker(Worker):
         Disconnecting: _on_disconnecting,
         Query: _on_query,
         Beat: _on_beat,
+        Collected: _on_collected,
     }
 
     def _protocol_error(self, exc: ProtocolError) -> None:
@@ -280,6 +311,9 @@ class PrimaryWorker(Worker):
         if not self._connected:
             return
         self._connected = False
+        waiting, self._collecting = self._collecting, {}
+        for on_answer in waiting.values():
+            on_answer(None)
         self._loop.remove_reader(self._channel.fd)
         self._want_writable(False)
         self._channel.close(peer_gone=peer_gone and not self._disconnect_asked)

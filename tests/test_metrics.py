@@ -1,0 +1,151 @@
+"""``cluster.serve_metrics``, real processes: 4 workers count requests with prometheus_client's
+default registry (unchanged code: no directory, no hooks); the primary's ``/metrics`` shows the
+exact total, which a SIGKILLed and replaced worker does not take back; ``/healthz``,
+``/readyz``; a program whose collector raises; bad addresses."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+import pycluster as cluster
+
+APP = Path(__file__).resolve().parent / "apps" / "metrics_counting.py"
+WORKERS = 4
+
+pytestmark = pytest.mark.timeout(120)
+
+
+class Cluster:
+    def __init__(self, process: subprocess.Popen[str], info: dict[str, Any]) -> None:
+        self.process = process
+        self.metrics = "http://{}:{}".format(*info["metrics"])
+        self.app = "http://{}:{}".format(*info["app"])
+
+    def get(self, url: str) -> tuple[int, str]:
+        try:
+            with urllib.request.urlopen(url, timeout=20) as answer:
+                return answer.status, answer.read().decode()
+        except urllib.error.HTTPError as error:
+            return error.code, error.read().decode()
+
+    def scrape(self) -> dict[str, list[tuple[dict[str, str], float, str]]]:
+        status, text = self.get(self.metrics + "/metrics")
+        assert status == 200
+        found: dict[str, list[tuple[dict[str, str], float, str]]] = {}
+        for family in text_string_to_metric_families(text):
+            for sample in family.samples:
+                found.setdefault(sample.name, []).append((sample.labels, sample.value, family.type))
+        return found
+
+    def value(self, name: str, **labels: str) -> float:
+        return sum(v for got, v, _ in self.scrape().get(name, []) if labels.items() <= got.items())
+
+    def wait_for(self, what: str, check: Any, timeout: float = 30) -> None:
+        deadline = time.monotonic() + timeout
+        while not check():
+            if time.monotonic() > deadline:
+                raise AssertionError(f"timed out waiting for {what}")
+            time.sleep(0.05)
+
+
+@pytest.fixture
+def counting() -> Iterator[Cluster]:
+    process = subprocess.Popen(
+        [sys.executable, str(APP), str(WORKERS)],
+        stdout=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        assert process.stdout is not None
+        with selectors.DefaultSelector() as selector:
+            selector.register(process.stdout, selectors.EVENT_READ)
+            assert selector.select(60), "the cluster did not say it was ready"
+        line = process.stdout.readline()
+        yield Cluster(process, json.loads(line))
+        process.send_signal(signal.SIGTERM)
+        assert process.wait(30) == 0
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait(10)
+
+
+def test_the_programs_counter_is_exact_across_workers_and_survives_a_killed_one(
+    counting: Cluster,
+) -> None:
+    requests = 60
+    for _ in range(requests):
+        assert counting.get(counting.app + "/hit")[0] == 200
+    families = counting.scrape()
+    pids = {labels["pid"] for labels, _, _ in families["pycluster_worker_uptime_seconds"]}
+    assert len(pids) == WORKERS
+    served = {labels["pid"]: v for labels, v, _ in families["pycluster_worker_connections_total"]}
+    assert sum(served.values()) >= requests
+    assert sum(1 for v in served.values() if v) >= 2  # spread over the workers
+    assert counting.value("app_requests_total", path="/hit") == requests
+    assert counting.value("app_inflight") == 0
+    # One series for the merged counter, not one per worker.
+    assert len(families["app_requests_total"]) == 1
+
+    victim = int(max(served, key=served.__getitem__))  # its count must stay in the sum
+    os.kill(victim, signal.SIGKILL)
+    counting.wait_for(
+        "the dead worker's replacement",
+        lambda: (
+            {labels["pid"] for labels, _, _ in counting.scrape()["pycluster_worker_uptime_seconds"]}
+            - pids
+            and counting.value("pycluster_workers", state="listening") == WORKERS
+        ),
+    )
+    assert counting.value("app_requests_total", path="/hit") == requests
+    # A gauge is what the live workers say: the dead one's series went with it.
+    if sys.platform.startswith("linux"):  # (prometheus_client's process metrics read /proc)
+        assert len(counting.scrape()["process_open_fds"]) == WORKERS
+    for _ in range(10):
+        assert counting.get(counting.app + "/hit")[0] == 200
+    assert counting.value("app_requests_total", path="/hit") == requests + 10
+
+
+def test_health_and_readiness(counting: Cluster) -> None:
+    assert counting.get(counting.metrics + "/healthz") == (200, "ok\n")
+    status, text = counting.get(counting.metrics + "/readyz")
+    assert (status, text) == (200, f"ready: {WORKERS} listening\n")
+    assert counting.get(counting.metrics + "/nothing")[0] == 404
+
+
+def test_a_collector_that_raises_leaves_the_scrape_standing(counting: Cluster) -> None:
+    for _ in range(8):  # some worker's collector now raises
+        counting.get(counting.app + "/fail")
+    families = counting.scrape()
+    assert counting.value("pycluster_workers", state="listening") == WORKERS
+    # The failing workers count with what they said last (possibly nothing yet): never more.
+    assert counting.value("app_requests_total", path="/fail") <= 8
+    assert "pycluster_worker_uptime_seconds" in families
+
+
+@pytest.mark.parametrize(
+    "address", ["127.0.0.1:99999", "localhost:http", "nowhere", ("127.0.0.1", "80"), 3.5]
+)
+def test_a_bad_address_is_refused_naming_it(address: object) -> None:
+    with pytest.raises(ValueError, match="metrics address must be HOST:PORT"):
+        cluster.serve_metrics(address)
+
+
+def test_a_bad_timeout_is_refused_naming_it() -> None:
+    with pytest.raises(ValueError, match=r"serve_metrics\(timeout=...\) must be a number"):
+        cluster.serve_metrics("127.0.0.1:0", timeout=0)
