@@ -22,8 +22,10 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import pycluster as cluster
+from tests.clusterkit import Supervised
 
 APP = Path(__file__).resolve().parent / "apps" / "metrics_counting.py"
+SERVER = str(Path(__file__).resolve().parent.parent / "examples" / "server.py")
 WORKERS = 4
 
 pytestmark = pytest.mark.timeout(120)
@@ -149,3 +151,75 @@ def test_a_bad_address_is_refused_naming_it(address: object) -> None:
 def test_a_bad_timeout_is_refused_naming_it() -> None:
     with pytest.raises(ValueError, match=r"serve_metrics\(timeout=...\) must be a number"):
         cluster.serve_metrics("127.0.0.1:0", timeout=0)
+
+
+# -- pycluster run --metrics ---------------------------------------------------------------------
+
+
+def _scrape_url(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    with urllib.request.urlopen(url, timeout=20) as answer:
+        text = answer.read().decode()
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+def test_pycluster_run_metrics_counts_restarts_by_reason_and_labels_workers_by_slot() -> None:
+    supervised = Supervised("-w", "2", "--metrics", "127.0.0.1:0", SERVER, env={"PORT": "0"})
+    try:
+        supervised.wait_for(lambda: len(supervised.pids()) == 2)
+        supervised.wait_for(lambda: supervised.logged("metrics at http://"))
+        (line,) = [line for line in supervised.log if "metrics at http://" in line]
+        base = line.split("metrics at ", 1)[1].strip().removesuffix("/metrics")
+        families = _scrape_url(base + "/metrics")
+        assert {labels["worker"] for labels, _ in families["pycluster_worker_pss_bytes"]} == {
+            "0",
+            "1",
+        }
+        assert families["pycluster_target_workers"] == [({}, 2.0)]
+        assert all(v > 0 for _, v in families["pycluster_worker_resident_memory_bytes"])
+        assert (
+            dict((labels["reason"], v) for labels, v in families["pycluster_restarts_total"])[
+                "crash"
+            ]
+            == 0
+        )
+        with urllib.request.urlopen(base + "/readyz", timeout=20) as answer:
+            assert answer.read() == b"2/2 workers ready\n"
+
+        os.kill(supervised.pids()[0], signal.SIGKILL)
+        supervised.wait_for(lambda: len(supervised.pids()) == 3)  # its replacement listens
+        restarts = dict(
+            (labels["reason"], v)
+            for labels, v in _scrape_url(base + "/metrics")["pycluster_restarts_total"]
+        )
+        assert restarts["crash"] == 1
+        slots = _scrape_url(base + "/metrics")["pycluster_worker_restarts_total"]
+        assert sorted(v for _, v in slots) == [0.0, 1.0]
+
+        supervised.proc.send_signal(signal.SIGTERM)
+        assert supervised.finish(30) == 0
+    finally:
+        supervised.stop()
+
+
+def test_a_bad_metrics_address_is_refused_before_anything_starts() -> None:
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pycluster",
+            "run",
+            "--metrics",
+            "nowhere:port",
+            SERVER,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode != 0
+    assert "--metrics" in done.stderr
+    assert "metrics address must be HOST:PORT" in done.stderr

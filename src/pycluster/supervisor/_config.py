@@ -97,6 +97,14 @@ def _directories(value: str) -> tuple[str, ...]:
     return paths
 
 
+def _metrics_address(value: str) -> str:
+    if value:
+        from ..metrics._server import parse_address
+
+        parse_address(value)
+    return value
+
+
 def _choice(choices: tuple[str, ...]) -> Callable[[str], str]:
     def parse(value: str) -> str:
         if value not in choices:
@@ -183,6 +191,11 @@ OPTIONS = (
     ),
     Option("pidfile", str, "", "write the supervisor's pid to this file while it runs", "PATH"),
     Option(
+        "metrics", _metrics_address, "",
+        "serve /metrics (Prometheus: the cluster's figures and the program's prometheus_client "
+        "metrics, merged), /healthz and /readyz at HOST:PORT (docs/metrics.md)", "HOST:PORT",
+    ),
+    Option(
         "preload", _modules, "",
         "import these modules once, in a preload server, and fork every worker from it with "
         "them imported (copy-on-write memory, fast starts; Linux); a reload imports them anew",
@@ -220,6 +233,7 @@ class Config:
     name: str
     log_prefix: bool
     pidfile: str
+    metrics: str
     preload: tuple[str, ...]
     reload: bool
     reload_dir: tuple[str, ...]

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TextIO
 
 import pycluster as cluster
 
-from . import _health
+from . import _health, _metrics
 from ._config import Config
 from ._control import ControlServer, Reply, control_dir, default_name, socket_path
 from ._output import relay_output
@@ -78,6 +78,7 @@ class Supervisor:
         self.notifier = Notifier(os.environ)
         self.announced_ready = False
         self.control: ControlServer | None = None
+        self.metrics: _metrics.NoMetrics = _metrics.NO_METRICS
 
     # -- public ---------------------------------------------------------------------------
 
@@ -100,6 +101,9 @@ class Supervisor:
             lambda request, reply: self.events.put(("control", (request, reply))),
         )
         self.control.start()
+        self.metrics = _metrics.start(self.config.metrics, self)
+        if self.metrics.address is not None:
+            self.log("metrics at http://{}:{}/metrics".format(*self.metrics.address))
         previous = self._install_signals()
         try:
             for number in range(self.config.workers):
@@ -117,6 +121,7 @@ class Supervisor:
             if self.config.pidfile:
                 Path(self.config.pidfile).unlink(missing_ok=True)
             self.control.close()
+            self.metrics.close()
             cluster.wait(self.config.graceful_timeout + 5)
             for reply in self.stop_waiters:
                 reply({"ok": True, "stopped": True, "exit_code": self.exit_code})
@@ -219,6 +224,8 @@ class Supervisor:
             return
         if any(r.slot is slot and not r.stopping for r in self.running.values()):
             return  # a replacement that failed: the worker it was to replace still serves
+        reason = "boot failure" if kind != "exited" else "timeout" if running.hung else "crash"
+        self.metrics.restarted(reason if failed else "exit")
         self._restart(slot, failed=failed, uptime=uptime)
 
     def _restart(self, slot: Slot, *, failed: bool, uptime: float) -> None:
@@ -295,8 +302,9 @@ class Supervisor:
             self.code.again = self.code.again or self.code.watching
             return
         self.notifier.reloading()
+        self.metrics.reload_started()
         if not self.code.refresh():  # with --preload: the new code first, then "preloaded"
-            self.replacements.reload()
+            self._replace_all()
 
     def _on_preloaded(self, error: str) -> None:
         """The new preload server is ready (``error`` empty), or the reload ends here."""
@@ -305,9 +313,14 @@ class Supervisor:
             return
         if error:
             self.log(f"reload aborted: {error}")
+            self.metrics.reload_aborted()
             self._reload_ended()
             self.replacements.answer({"ok": False, "error": f"reload aborted: {error}"})
             return
+        self._replace_all()
+
+    def _replace_all(self) -> None:
+        self.metrics.restarted("reload", len(self.running))
         self.replacements.reload()
 
     def _on_changed(self, paths: list[str]) -> None:
@@ -323,6 +336,7 @@ class Supervisor:
 
     def _recycle(self, running: Running, why: str) -> None:
         if not self.stopping:
+            self.metrics.restarted("max-memory" if "memory" in why else "max-connections")
             self.replacements.recycle(running, why)
 
     def _scale(self, delta: int) -> None:

@@ -1,0 +1,127 @@
+"""``--metrics HOST:PORT``: the endpoint of ``cluster.serve_metrics`` with the supervisor's own
+figures beside the cluster's (docs/metrics.md): target workers, restarts by reason, reloads,
+its uptime, and each worker's CPU, memory and restarts, labelled by slot.
+
+The figures are read on the endpoint's thread from the supervisor's maps (copies of them: the
+supervisor's thread changes them meanwhile). Without ``--metrics`` the supervisor holds
+``NO_METRICS``, which counts nothing and serves nothing.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import pycluster as cluster
+
+from ..metrics._families import Family, Sample
+from ._procstat import memory, sample
+from ._status import ready_count
+
+if TYPE_CHECKING:
+    from ._supervisor import Supervisor
+
+#: Why a worker was replaced (``pycluster_restarts_total``'s ``reason``).
+REASONS = ("crash", "exit", "boot failure", "timeout", "max-connections", "max-memory", "reload")
+
+
+class NoMetrics:
+    address: tuple[str, int] | None = None
+
+    def restarted(self, reason: str, count: int = 1) -> None:
+        pass
+
+    def reload_started(self) -> None:
+        pass
+
+    def reload_aborted(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+NO_METRICS = NoMetrics()
+
+
+class SupervisorMetrics(NoMetrics):
+    def __init__(self, address: str, supervisor: Supervisor) -> None:
+        self._supervisor = supervisor
+        self._restarts = dict.fromkeys(REASONS, 0)
+        self._reloads = {"started": 0, "aborted": 0}
+        self._server = cluster.serve_metrics(address)
+        self.address = self._server.address
+        self._server.scraper.label = self._label
+        self._server.scraper.collectors.append(self._families)
+        self._server.ready_check = self._ready
+
+    def restarted(self, reason: str, count: int = 1) -> None:
+        self._restarts[reason] += count
+
+    def reload_started(self) -> None:
+        self._reloads["started"] += 1
+
+    def reload_aborted(self) -> None:
+        self._reloads["aborted"] += 1
+
+    def close(self) -> None:
+        self._server.close()
+
+    def _label(self, worker: cluster.Worker) -> str:
+        running = self._supervisor.running.get(worker.id)
+        return str(running.slot.number) if running is not None else f"gone-{worker.id}"
+
+    def _ready(self) -> tuple[bool, str]:
+        supervisor = self._supervisor
+        if supervisor.stopping:
+            return False, "stopping"
+        ready = ready_count(dict(supervisor.running))
+        text = f"{ready}/{len(supervisor.slots)} workers ready"
+        return ready > 0, text
+
+    def _families(self) -> list[Family]:
+        supervisor = self._supervisor
+        running = list(supervisor.running.values())
+        cpu, rss, pss, restarts = [], [], [], []
+        for each in running:
+            pid = each.worker.pid
+            if pid is None:
+                continue
+            labels = (("pid", str(pid)), ("worker", str(each.slot.number)))
+            figures, shared = sample(pid), memory(pid)
+            if figures is not None:
+                cpu.append(Sample("pycluster_worker_cpu_seconds_total", labels, figures.cpu))
+                rss.append(Sample("pycluster_worker_resident_memory_bytes", labels, figures.rss))
+            if shared is not None:
+                pss.append(Sample("pycluster_worker_pss_bytes", labels, shared.pss))
+            restarts.append(Sample("pycluster_worker_restarts_total", labels, each.slot.restarts))
+        return [
+            _one("pycluster_target_workers", "gauge", "Workers the supervisor keeps.",
+                 len(supervisor.slots)),
+            _one("pycluster_supervisor_uptime_seconds", "gauge", "Seconds since it started.",
+                 supervisor.clock() - supervisor.started),
+            Family("pycluster_restarts", "counter", "Workers replaced, by reason.", tuple(
+                Sample("pycluster_restarts_total", (("reason", reason),), count)
+                for reason, count in self._restarts.items()
+            )),
+            Family("pycluster_reloads", "counter", "Rolling reloads, by outcome.", tuple(
+                Sample("pycluster_reloads_total", (("outcome", outcome),), count)
+                for outcome, count in self._reloads.items()
+            )),
+            Family("pycluster_worker_cpu_seconds", "counter", "CPU seconds the worker used.",
+                   tuple(cpu)),
+            Family("pycluster_worker_resident_memory_bytes", "gauge", "The worker's RSS.",
+                   tuple(rss)),
+            Family("pycluster_worker_pss_bytes", "gauge",
+                   "The worker's proportional set size (shared pages divided among sharers).",
+                   tuple(pss)),
+            Family("pycluster_worker_restarts", "counter", "Restarts of the worker's slot.",
+                   tuple(restarts)),
+        ]  # fmt: skip
+
+
+def _one(name: str, kind: str, text: str, value: float) -> Family:
+    return Family(name, kind, text, (Sample(name, (), value),))
+
+
+def start(address: str, supervisor: Supervisor) -> NoMetrics:
+    return SupervisorMetrics(address, supervisor) if address else NO_METRICS
