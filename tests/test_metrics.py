@@ -9,6 +9,7 @@ import json
 import os
 import selectors
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -223,3 +224,20 @@ def test_a_bad_metrics_address_is_refused_before_anything_starts() -> None:
     assert done.returncode != 0
     assert "--metrics" in done.stderr
     assert "metrics address must be HOST:PORT" in done.stderr
+
+
+def test_a_metrics_port_in_use_is_said_plainly() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        done = subprocess.run(
+            [sys.executable, "-m", "pycluster", "run", "--metrics", f"127.0.0.1:{port}", SERVER],
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert done.returncode == 1
+    assert done.stderr.strip() == (
+        f"pycluster: --metrics: cannot listen on 127.0.0.1:{port} (Address already in use)"
+    )

@@ -147,10 +147,7 @@ def serve_metrics(address: object = "127.0.0.1:9090", *, timeout: float = 2.0) -
     primary = _primary("serve_metrics()")
     from .metrics._server import MetricsServer, parse_address
 
-    try:
-        parsed = parse_address(address)
-    except ValueError as exc:
-        raise ValueError(str(exc)) from None
+    parsed = parse_address(address)
     if isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0:
         raise ValueError(
             f"serve_metrics(timeout=...) must be a number of seconds > 0, not {timeout!r}"

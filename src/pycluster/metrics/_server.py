@@ -104,9 +104,14 @@ class MetricsServer:
         self.stopping = False
         #: Replaces the readiness rule (the supervisor's own), if set: (ready, why).
         self.ready_check: Callable[[], tuple[bool, str]] | None = None
-        self._http = _Server(parse_address(address), self)
-        host, port = self._http.server_address[:2]
-        self.address: tuple[str, int] = (str(host), int(port))
+        host, port = parse_address(address)
+        try:
+            self._http = _Server((host, port), self)
+        except OSError as exc:
+            why = exc.strerror or str(exc)
+            raise OSError(exc.errno, f"cannot listen on {host}:{port} ({why})") from None
+        bound = self._http.server_address
+        self.address: tuple[str, int] = (str(bound[0]), int(bound[1]))
         self._thread = threading.Thread(
             target=self._http.serve_forever, name="pycluster-metrics", daemon=True
         )

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING
 import pycluster as cluster
 
 from ..metrics._families import Family, Sample
+from ._control import ControlError
 from ._procstat import memory, sample
 from ._status import ready_count
 
@@ -124,4 +125,11 @@ def _one(name: str, kind: str, text: str, value: float) -> Family:
 
 
 def start(address: str, supervisor: Supervisor) -> NoMetrics:
-    return SupervisorMetrics(address, supervisor) if address else NO_METRICS
+    """The endpoint, or ``NO_METRICS`` without ``--metrics``; ``ControlError`` if it cannot
+    listen (the command line says so and exits 1)."""
+    if not address:
+        return NO_METRICS
+    try:
+        return SupervisorMetrics(address, supervisor)
+    except OSError as exc:
+        raise ControlError(f"--metrics: {exc.strerror or exc}") from None

@@ -96,14 +96,14 @@ class Supervisor:
         cluster.on("exit", lambda w, code, sig: self.events.put(("exit", (w, code, sig))))
         cluster.on("listening", lambda w, address: self.events.put(("listening", (w,))))
         cluster.on("message", lambda w, m, h: self.events.put(("message", (w, m))))
+        self.metrics = _metrics.start(self.config.metrics, self)  # (OSError: nothing started)
+        if self.metrics.address is not None:
+            self.log("metrics at http://{}:{}/metrics".format(*self.metrics.address))
         self.control = ControlServer(
             socket_path(self.name, control_dir()),
             lambda request, reply: self.events.put(("control", (request, reply))),
         )
         self.control.start()
-        self.metrics = _metrics.start(self.config.metrics, self)
-        if self.metrics.address is not None:
-            self.log("metrics at http://{}:{}/metrics".format(*self.metrics.address))
         previous = self._install_signals()
         try:
             for number in range(self.config.workers):
@@ -174,7 +174,7 @@ class Supervisor:
             self.exit_code = 1
             self._shutdown(graceful=False)
             return
-        self._restart(slot, failed=True, uptime=0.0)
+        self._restart(slot, failed=True, uptime=0.0, reason="boot failure")
 
     def _check_ready(self, running: Running) -> None:
         if not running.ready and running.worker.id in self.running and not running.stopping:
@@ -225,10 +225,9 @@ class Supervisor:
         if any(r.slot is slot and not r.stopping for r in self.running.values()):
             return  # a replacement that failed: the worker it was to replace still serves
         reason = "boot failure" if kind != "exited" else "timeout" if running.hung else "crash"
-        self.metrics.restarted(reason if failed else "exit")
-        self._restart(slot, failed=failed, uptime=uptime)
+        self._restart(slot, failed=failed, uptime=uptime, reason=reason if failed else "exit")
 
-    def _restart(self, slot: Slot, *, failed: bool, uptime: float) -> None:
+    def _restart(self, slot: Slot, *, failed: bool, uptime: float, reason: str) -> None:
         """Start ``slot`` again after the policy's back-off, or not (a crash loop, --restart)."""
         decision = self.restarts.decide(slot, failed=failed, uptime=uptime, now=self.clock())
         if isinstance(decision, CrashLoop):
@@ -240,6 +239,7 @@ class Supervisor:
             if failed:
                 self.exit_code = 1
             return
+        self.metrics.restarted(reason)
 
         def start_again() -> None:
             self.restarts_pending -= 1
