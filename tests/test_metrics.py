@@ -12,7 +12,6 @@ import signal
 import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -23,7 +22,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import pycluster as cluster
-from tests.clusterkit import Supervised
+from tests.clusterkit import Supervised, wait_until
 
 APP = Path(__file__).resolve().parent / "apps" / "metrics_counting.py"
 SERVER = str(Path(__file__).resolve().parent.parent / "examples" / "server.py")
@@ -56,13 +55,6 @@ class Cluster:
 
     def value(self, name: str, **labels: str) -> float:
         return sum(v for got, v, _ in self.scrape().get(name, []) if labels.items() <= got.items())
-
-    def wait_for(self, what: str, check: Any, timeout: float = 30) -> None:
-        deadline = time.monotonic() + timeout
-        while not check():
-            if time.monotonic() > deadline:
-                raise AssertionError(f"timed out waiting for {what}")
-            time.sleep(0.05)
 
 
 @pytest.fixture
@@ -107,14 +99,15 @@ def test_the_programs_counter_is_exact_across_workers_and_survives_a_killed_one(
 
     victim = int(max(served, key=served.__getitem__))  # its count must stay in the sum
     os.kill(victim, signal.SIGKILL)
-    counting.wait_for(
-        "the dead worker's replacement",
-        lambda: (
+    assert wait_until(
+        lambda: bool(
             {labels["pid"] for labels, _, _ in counting.scrape()["pycluster_worker_uptime_seconds"]}
             - pids
             and counting.value("pycluster_workers", state="listening") == WORKERS
         ),
-    )
+        timeout=30,
+        interval=0.05,
+    ), "the dead worker was not replaced"
     assert counting.value("app_requests_total", path="/hit") == requests
     # A gauge is what the live workers say: the dead one's series went with it.
     if sys.platform.startswith("linux"):  # (prometheus_client's process metrics read /proc)
