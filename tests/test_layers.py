@@ -31,6 +31,7 @@ PRIMARY_SIDE = {
     "pycluster._zygotes",
     "pycluster._forked",
     "pycluster.metrics._scrape",
+    "pycluster.metrics._sharing",
     "pycluster.metrics._server",
     "pycluster.metrics._merge",
     "pycluster.metrics._exposition",

@@ -117,6 +117,41 @@ def test_the_programs_counter_is_exact_across_workers_and_survives_a_killed_one(
     assert counting.value("app_requests_total", path="/hit") == requests + 10
 
 
+def test_sched_rr_and_heartbeat_figures(counting: Cluster) -> None:
+    requests = 30  # one connection each (urllib says Connection: close)
+    for _ in range(requests):
+        assert counting.get(counting.app + "/hit")[0] == 200
+    listener = counting.app.removeprefix("http://")
+    # A worker says it took a connection after the client may have had its answer.
+    assert wait_until(
+        lambda: counting.value("pycluster_rr_connections_taken_total", listener=listener)
+        == requests,
+        timeout=20,
+        interval=0.05,
+    ), counting.scrape().get("pycluster_rr_connections_taken_total")
+    families = counting.scrape()
+    assert counting.value("pycluster_rr_connections_accepted_total", listener=listener) == requests
+    assert counting.value("pycluster_rr_connections_handed_total", listener=listener) == requests
+    assert counting.value("pycluster_rr_connections_rerouted_total", listener=listener) == 0
+    assert counting.value("pycluster_rr_waiting", listener=listener) == 0
+    assert counting.value("pycluster_rr_in_flight", listener=listener) == 0
+    # A selector-based server says it is hungry only once a doorbell woke it (sharing/_rr.py).
+    assert len(families["pycluster_rr_hungry"]) == 1
+    assert 0 <= counting.value("pycluster_rr_hungry", listener=listener) <= WORKERS
+    assert counting.value("pycluster_rr_wait_seconds_count", listener=listener) == requests
+    buckets = {
+        labels["le"]: v for labels, v, _ in families["pycluster_rr_wait_seconds_bucket"]
+    }
+    assert buckets["+Inf"] == requests
+    assert list(buckets.values()) == sorted(buckets.values())  # cumulative
+    assert 0 < counting.value("pycluster_rr_wait_seconds_sum", listener=listener) < requests
+    # Every scrape pings the workers: the earlier ones' beats show as latencies.
+    name = "pycluster_worker_heartbeat_latency_seconds"
+    assert wait_until(lambda: len(counting.scrape().get(name, [])) == WORKERS, 20, 0.1)
+    latencies = counting.scrape()[name]
+    assert all(0 < v < 20 for _, v, _ in latencies)
+
+
 def test_health_and_readiness(counting: Cluster) -> None:
     assert counting.get(counting.metrics + "/healthz") == (200, "ok\n")
     status, text = counting.get(counting.metrics + "/readyz")

@@ -79,6 +79,13 @@ def test_connections_held_by_a_dying_worker_go_to_another(tmp_path: Path, how: s
             for c in clients:
                 c.join(30)
             out("answers", sorted(results))
+            def taken_all():
+                return _runtime.primary.loop.run_sync(handle.figures).taken == 7
+            from tests.clusterkit import wait_until
+            wait_until(taken_all, 20)  # (a take is told after the client may have its answer)
+            figures = _runtime.primary.loop.run_sync(handle.figures)
+            out("figures", [figures.accepted, figures.handed, figures.taken, figures.rerouted,
+                            figures.waiting, figures.in_flight, sum(figures.waits)])
             for w in list(cluster.workers.values()):
                 w.kill("SIGKILL")
         else:
@@ -108,6 +115,10 @@ def test_connections_held_by_a_dying_worker_go_to_another(tmp_path: Path, how: s
     ((_, answers),) = result.named("answers")
     assert len(answers) == 6
     assert len(set(answers)) == 1  # all from the surviving worker
+    # The metrics' figures (sharing/_rr.py Figures): 7 connections (the blocking one and 6),
+    # the stranded ones handed twice and counted as re-routed, every take timed, nothing left.
+    ((_, figures),) = result.named("figures")
+    assert figures == [7, 7 + held, 7, held, 0, 0, 7]
 
 
 def test_an_rr_socket_listened_on_outside_pycluster_listens_nowhere(tmp_path: Path) -> None:

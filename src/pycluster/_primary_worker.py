@@ -44,6 +44,9 @@ from .sharing._keys import Address
 if TYPE_CHECKING:
     from ._primary import Primary
 
+#: Pings remembered until their beat (the latency of a late beat is still measured).
+_PINGS_KEPT = 16
+
 
 class PrimaryWorker(Worker):
     """A worker as the primary sees it."""
@@ -68,6 +71,7 @@ class PrimaryWorker(Worker):
         self._connected = True
         self._disconnect_asked = False
         self._ping_seq = 0
+        self._pinged: dict[int, float] = {}  # ping seq -> when it was sent, until its beat
         self._collect_seq = 0
         self._collecting: dict[int, Callable[[Collected | None], None]] = {}
         #: ``time.monotonic()`` when the primary started it.
@@ -173,6 +177,9 @@ class PrimaryWorker(Worker):
         untaken, since = self._primary.registry.untaken(self.id)
         self.stats = dataclasses.replace(self.stats, untaken=untaken, untaken_since=since)
         self._ping_seq += 1
+        if len(self._pinged) >= _PINGS_KEPT:  # a stuck worker answers none of them
+            del self._pinged[next(iter(self._pinged))]
+        self._pinged[self._ping_seq] = time.monotonic()
         try:
             self._queue(*encode(Ping(self._ping_seq)))
         except ChannelClosedError:
@@ -198,11 +205,16 @@ class PrimaryWorker(Worker):
             on_answer(answer)
 
     def _on_beat(self, beat: Beat) -> None:
+        now = time.monotonic()
+        sent = self._pinged.pop(beat.seq, None)
+        for seq in [seq for seq in self._pinged if seq < beat.seq]:
+            del self._pinged[seq]  # answered by this later beat, or never
         self.stats = dataclasses.replace(
             self.stats,
             connections=beat.connections,
             open_connections=beat.open,
-            last_beat=time.monotonic(),
+            last_beat=now,
+            beat_latency=now - sent if sent is not None else self.stats.beat_latency,
         )
 
     def on_readable(self) -> bool:

@@ -48,6 +48,8 @@ class WorkerStats:
     open_connections: int = 0
     #: ``time.monotonic()`` when its last beat arrived; None before the first.
     last_beat: float | None = None
+    #: Seconds from the ping to its beat, for the last beat; None before the first.
+    beat_latency: float | None = None
     #: SCHED_RR: connections handed to the worker that it has not taken yet (at the last ping).
     untaken: int = 0
     #: ``time.monotonic()`` since when it took none of those; None while it holds none.

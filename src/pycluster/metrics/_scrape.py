@@ -1,6 +1,7 @@
 """Primary side: one scrape. Ask every connected worker for the program's metrics (``collect``),
 wait for the answers (at most ``timeout``), merge them, and add the cluster's own families.
 
+Each worker is pinged too: its heartbeat latency (``worker.stats``) shows in the next scrape.
 A worker that does not answer in time (busy, stuck, starting) counts with what it said last; a
 worker that exits leaves its counts in the sums (``_merge``). A bad answer is reported once per
 worker on stderr and left out: it never stops the scrape or the primary.
@@ -18,6 +19,7 @@ from .._commands import Collected
 from .._lifecycle import STATES
 from ._families import Family, Sample, decode
 from ._merge import Merger
+from ._sharing import families as sharing_families
 
 if TYPE_CHECKING:
     from .._primary import Primary
@@ -78,6 +80,7 @@ class Scraper:
             return on_answer
 
         for worker in workers:
+            worker.ping()  # (its beat's latency shows in the next scrape)
             worker.collect_metrics(answer_of(worker))
         done.wait(self._timeout)
 
@@ -111,7 +114,7 @@ class Scraper:
         states = dict.fromkeys(STATES, 0)
         for worker in workers:
             states[worker.state] = states.get(worker.state, 0) + 1
-        uptime, accepted, open_now = [], [], []
+        uptime, accepted, open_now, latency = [], [], [], []
         for worker in workers:
             labels = (("pid", str(worker.pid)), ("worker", self.label(worker)))
             uptime.append(Sample("pycluster_worker_uptime_seconds", labels, now - worker.started))
@@ -120,6 +123,10 @@ class Scraper:
             open_now.append(
                 Sample("pycluster_worker_open_connections", labels, stats.open_connections)
             )
+            if stats.beat_latency is not None:
+                latency.append(
+                    Sample("pycluster_worker_heartbeat_latency_seconds", labels, stats.beat_latency)
+                )
         return [
             Family("pycluster_workers", "gauge", "Workers by state.", tuple(
                 Sample("pycluster_workers", (("state", state),), count)
@@ -135,4 +142,8 @@ class Scraper:
                    tuple(accepted)),
             Family("pycluster_worker_open_connections", "gauge",
                    "Of those, still open.", tuple(open_now)),
+            Family("pycluster_worker_heartbeat_latency_seconds", "gauge",
+                   "Seconds from a ping to the answer of the worker's serving loop (the last).",
+                   tuple(latency)),
+            *sharing_families(self._primary.registry.handles),
         ]  # fmt: skip

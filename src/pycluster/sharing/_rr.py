@@ -22,18 +22,21 @@ This is what makes it better than Node's round robin:
   leaving, or all dead) it stops, and the kernel's queue holds them;
 - per connection the primary makes two system calls (accept4 and, once the worker took it,
   close) plus its share of one sendmsg per batch and one recv per batch of answers, and keeps
-  no Python object beyond the descriptor number.
+  no Python object beyond the descriptor number and the time it was accepted (for the
+  metrics' histogram of the wait from accept to take: ``figures()``).
 """
 
 from __future__ import annotations
 
 import array
+import bisect
 import errno
 import math
 import os
 import socket
 import time
 from collections import deque
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from . import _wire
@@ -55,14 +58,34 @@ RECENT_S = 1.0
 TAKEN = ord(_wire.TAKEN)
 HUNGRY = ord(_wire.HUNGRY)
 _RESOURCE_ERRORS = (errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM)
+#: Upper bounds (seconds) of the buckets of the time from the primary's accept to the take.
+WAIT_BUCKETS = (
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0,
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Figures:
+    """A SCHED_RR key's counts since it opened, and its queues now (for the metrics)."""
+
+    accepted: int
+    handed: int  # sent to a worker (again, for a re-routed one)
+    taken: int
+    rerouted: int  # handed to a worker that died or closed its server first, then to another
+    waiting: int  # accepted, waiting for a hungry worker
+    in_flight: int  # handed, not taken yet
+    hungry: int  # workers waiting for a connection
+    waits: tuple[int, ...]  # takes per bucket of WAIT_BUCKETS, then the ones above them
+    waited: float  # the sum of the times from accept to take, seconds
 
 
 class _Slot:
     """One worker's handoff socket for this key, and what it holds untaken."""
 
     __slots__ = (
-        "active", "fd", "hungry", "in_flight", "queued", "recent", "recent_at", "rung", "since",
-        "sock", "worker_id",
+        "active", "fd", "hungry", "in_flight", "in_flight_at", "queued", "recent", "recent_at",
+        "rung", "since", "sock", "worker_id",
     )  # fmt: skip
 
     def __init__(self, worker_id: int, sock: socket.socket) -> None:
@@ -70,6 +93,7 @@ class _Slot:
         self.sock = sock
         self.fd = sock.fileno()
         self.in_flight: deque[int] = deque()
+        self.in_flight_at: deque[float] = deque()  # when the primary accepted each one
         self.active = True
         self.hungry = False
         self.queued = False  # in the ring of hungry slots
@@ -97,11 +121,17 @@ class RoundRobinHandle(Handle):
         self._slots: set[_Slot] = set()
         self._ring: deque[_Slot] = deque()
         self._waiting: deque[int] = deque()  # accepted, to be handed when a worker is hungry
+        self._waiting_at: deque[float] = deque()  # when each was accepted
         self._listening = False
         self._accepting = False
         self._closed = False
         self.sock.setblocking(False)
         self.accepted = 0
+        self._handed = 0
+        self._taken = 0
+        self._rerouted = 0
+        self._waits = [0] * (len(WAIT_BUCKETS) + 1)
+        self._waited = 0.0
 
     # -- workers come and go ----------------------------------------------------------------
 
@@ -163,7 +193,23 @@ class RoundRobinHandle(Handle):
         for fd in self._waiting:
             os.close(fd)
         self._waiting.clear()
+        self._waiting_at.clear()
         self.sock.close()
+
+    def figures(self) -> Figures:
+        """What it did and holds (any thread: a snapshot of plain counters)."""
+        slots = list(self._slots)
+        return Figures(
+            accepted=self.accepted,
+            handed=self._handed,
+            taken=self._taken,
+            rerouted=self._rerouted,
+            waiting=len(self._waiting),
+            in_flight=sum(len(slot.in_flight) for slot in slots),
+            hungry=sum(1 for slot in slots if slot.hungry and slot.active),
+            waits=tuple(self._waits),
+            waited=self._waited,
+        )
 
     # -- the hot path -----------------------------------------------------------------------
 
@@ -187,7 +233,10 @@ class RoundRobinHandle(Handle):
                     self._pause()  # resumes when an answer frees a descriptor
                 break
             waiting.append(fd)
-        self.accepted += len(waiting) - before
+        accepted = len(waiting) - before
+        if accepted:
+            self.accepted += accepted
+            self._waiting_at.extend([time.monotonic()] * accepted)
         if waiting:
             self._dispatch()
 
@@ -195,7 +244,7 @@ class RoundRobinHandle(Handle):
         """Hand what waits to the hungry workers, the one handed fewest lately first, each its
         share of it (at most ``HANDOFF_MAX`` in one message); ring the doorbells if some is
         left."""
-        waiting, ring = self._waiting, self._ring
+        waiting, waiting_at, ring = self._waiting, self._waiting_at, self._ring
         if not ring:
             if waiting:
                 self._ring_doorbells()
@@ -211,6 +260,7 @@ class RoundRobinHandle(Handle):
             slot.hungry = False
             count = min(share, len(waiting))
             fds = [waiting.popleft() for _ in range(count)]
+            accepted_at = [waiting_at.popleft() for _ in range(count)]
             try:
                 sent = slot.sock.sendmsg(
                     [HANDOFF * count],
@@ -221,6 +271,8 @@ class RoundRobinHandle(Handle):
             if not slot.in_flight:
                 slot.since = now
             slot.in_flight.extend(fds)  # kept until taken: a dead worker's go to the others
+            slot.in_flight_at.extend(accepted_at)
+            self._handed += count
             slot.recent = _recent(slot, now) + count
             slot.recent_at = now
             if sent != count:
@@ -240,12 +292,17 @@ class RoundRobinHandle(Handle):
         if not data:
             self._close_slot(slot)
             return
-        in_flight = slot.in_flight
+        in_flight, in_flight_at = slot.in_flight, slot.in_flight_at
+        now = time.monotonic() if in_flight else 0.0
         if in_flight:
-            slot.since = time.monotonic()
+            slot.since = now
         for byte in data:
             if byte == TAKEN and in_flight:
                 os.close(in_flight.popleft())
+                waited = now - in_flight_at.popleft()
+                self._waits[bisect.bisect_left(WAIT_BUCKETS, waited)] += 1
+                self._waited += waited
+                self._taken += 1
             elif byte == HUNGRY:
                 slot.hungry = True
                 slot.rung = False
@@ -284,11 +341,14 @@ class RoundRobinHandle(Handle):
         self._loop.remove_reader(slot.fd)
         slot.sock.close()
         untaken, slot.in_flight = slot.in_flight, deque()
+        untaken_at, slot.in_flight_at = slot.in_flight_at, deque()
         if self._closed:
             for fd in untaken:
                 os.close(fd)
             return
+        self._rerouted += len(untaken)
         self._waiting.extendleft(reversed(untaken))  # they came first
+        self._waiting_at.extendleft(reversed(untaken_at))
         if self._waiting:
             self._dispatch()
         self._resume()
