@@ -124,8 +124,9 @@ def test_sched_rr_and_heartbeat_figures(counting: Cluster) -> None:
     listener = counting.app.removeprefix("http://")
     # A worker says it took a connection after the client may have had its answer.
     assert wait_until(
-        lambda: counting.value("pycluster_rr_connections_taken_total", listener=listener)
-        == requests,
+        lambda: (
+            counting.value("pycluster_rr_connections_taken_total", listener=listener) == requests
+        ),
         timeout=20,
         interval=0.05,
     ), counting.scrape().get("pycluster_rr_connections_taken_total")
@@ -139,9 +140,7 @@ def test_sched_rr_and_heartbeat_figures(counting: Cluster) -> None:
     assert len(families["pycluster_rr_hungry"]) == 1
     assert 0 <= counting.value("pycluster_rr_hungry", listener=listener) <= WORKERS
     assert counting.value("pycluster_rr_wait_seconds_count", listener=listener) == requests
-    buckets = {
-        labels["le"]: v for labels, v, _ in families["pycluster_rr_wait_seconds_bucket"]
-    }
+    buckets = {labels["le"]: v for labels, v, _ in families["pycluster_rr_wait_seconds_bucket"]}
     assert buckets["+Inf"] == requests
     assert list(buckets.values()) == sorted(buckets.values())  # cumulative
     assert 0 < counting.value("pycluster_rr_wait_seconds_sum", listener=listener) < requests
