@@ -93,6 +93,7 @@ def test_a_scripts_options_are_its_own(tmp_path: Path) -> None:
         (["run", "--sched", "fifo", "APP"], {}, "must be one of rr, none, reuseport"),
         (["run", "APP"], {"PYCLUSTER_RESTART": "sometimes"}, "PYCLUSTER_RESTART: 'sometimes'"),
         (["run", "--graceful-timeout", "-1", "APP"], {}, "must be > 0"),
+        (["run", "APP"], {"PYCLUSTER_DRAIN_DELAY": "soon"}, "PYCLUSTER_DRAIN_DELAY: 'soon'"),
         (["run", "nope.py"], {}, "no such script: 'nope.py'"),
         (["run"], {}, "name a SCRIPT or -m MODULE"),
         (["run", "-w", "2", "-m"], {}, "-m: name the MODULE to run"),

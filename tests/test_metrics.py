@@ -233,6 +233,69 @@ def test_pycluster_run_metrics_counts_restarts_by_reason_and_labels_workers_by_s
         supervised.stop()
 
 
+def _metrics_base(supervised: Supervised) -> str:
+    supervised.wait_for(lambda: supervised.logged("metrics at http://"))
+    (line,) = [line for line in supervised.log if "metrics at http://" in line]
+    return line.split("metrics at ", 1)[1].strip().removesuffix("/metrics")
+
+
+def _readyz(base: str) -> tuple[int, bytes]:
+    try:
+        with urllib.request.urlopen(base + "/readyz", timeout=20) as answer:
+            return answer.status, answer.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def test_drain_delay_fails_readyz_at_once_and_keeps_serving_until_a_second_sigterm() -> None:
+    supervised = Supervised(
+        "-w", "2", "--metrics", "127.0.0.1:0", "--drain-delay", "120", SERVER, env={"PORT": "0"}
+    )
+    try:
+        supervised.wait_for(lambda: len(supervised.pids()) == 2)
+        base = _metrics_base(supervised)
+        assert _readyz(base) == (200, b"2/2 workers ready\n")
+        supervised.proc.send_signal(signal.SIGTERM)
+        assert wait_until(lambda: _readyz(base)[0] == 503, 30)
+        assert _readyz(base) == (503, b"draining\n")
+        assert supervised.logged("draining: /readyz fails")
+        pids = set(supervised.pids())
+        served = set()
+        for _ in range(20):  # the workers still serve, every one of them
+            with urllib.request.urlopen(f"http://127.0.0.1:{supervised.port()}/", timeout=20) as r:
+                assert r.status == 200
+                served.add(int(r.headers["X-Worker-Pid"]))
+        assert served <= pids
+        shown = json.loads(supervised.command("status", "--json").stdout)
+        assert (shown["draining"], shown["stopping"], shown["ready"]) == (True, True, 2)
+        assert not supervised.logged("stopping all workers")
+        supervised.proc.send_signal(signal.SIGTERM)  # a second one ends the drain
+        assert supervised.finish(60) == 0
+        assert supervised.logged("stopping all workers gracefully")
+    finally:
+        supervised.stop()
+
+
+def test_drain_delay_ends_by_itself_then_stops_gracefully() -> None:
+    supervised = Supervised(
+        "-w", "1", "--metrics", "127.0.0.1:0", "--drain-delay", "1", SERVER, env={"PORT": "0"}
+    )
+    try:
+        supervised.wait_for(lambda: len(supervised.pids()) == 1)
+        base = _metrics_base(supervised)
+        supervised.proc.send_signal(signal.SIGTERM)
+        assert supervised.finish(60) == 0
+        said = [line for line in supervised.log if "draining" in line or "stopping all" in line]
+        assert [("draining" in line, "gracefully" in line) for line in said] == [
+            (True, False),
+            (False, True),
+        ]
+        with pytest.raises(urllib.error.URLError):  # the endpoint went with the supervisor
+            urllib.request.urlopen(base + "/healthz", timeout=20)
+    finally:
+        supervised.stop()
+
+
 def test_a_bad_metrics_address_is_refused_before_anything_starts() -> None:
     done = subprocess.run(
         [

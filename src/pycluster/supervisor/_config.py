@@ -145,6 +145,12 @@ OPTIONS = (
         "seconds a stopping worker may take before SIGKILL", "S",
     ),
     Option(
+        "drain-delay", _non_negative_float, "0",
+        "on SIGTERM (or any graceful stop), fail /readyz at once and let the workers keep "
+        "serving for S seconds before the graceful stop begins, so that a load balancer stops "
+        "sending first; 0 = stop at once", "S",
+    ),
+    Option(
         "stop-signal", _signal, "none",
         "also send this signal to a worker being stopped gracefully (after it stopped taking "
         "connections), for servers that close kept-alive connections on it, like uvicorn's "
@@ -220,6 +226,7 @@ class Config:
     sched: str
     restart: str
     graceful_timeout: float
+    drain_delay: float
     stop_signal: str
     ready: str
     ready_timeout: float

@@ -74,7 +74,7 @@ class SupervisorMetrics(NoMetrics):
     def _ready(self) -> tuple[bool, str]:
         supervisor = self._supervisor
         if supervisor.stopping:
-            return False, "stopping"
+            return False, "draining" if supervisor.draining else "stopping"
         ready = ready_count(dict(supervisor.running))
         text = f"{ready}/{len(supervisor.slots)} workers ready"
         return ready > 0, text

@@ -47,6 +47,7 @@ def cluster_status(
     reloading: bool,
     stopping: bool,
     now: float,
+    draining: bool = False,
     memory: Mapping[int, Memory | None] | None = None,
     others: Mapping[str, Memory | None] | None = None,
 ) -> dict[str, Any]:
@@ -66,6 +67,7 @@ def cluster_status(
         "uptime": round(uptime, 3),
         "reloading": reloading,
         "stopping": stopping,
+        "draining": draining,
         "pss": sum(known) + sum(parts.values()) if known else None,
         "pss_workers": sum(known) if known else None,
         "pss_others": parts,
@@ -80,7 +82,7 @@ def format_table(status: dict[str, Any]) -> str:
         f"{status['ready']}/{status['target']} workers ready, up {_duration(status['uptime'])}"
         + _pss_head(status)
         + (", reloading" if status["reloading"] else "")
-        + (", stopping" if status["stopping"] else "")
+        + (", draining" if status.get("draining") else ", stopping" if status["stopping"] else "")
     )
     lines = [
         head,

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TextIO
 
 import pycluster as cluster
 
-from . import _health, _metrics
+from . import _metrics, _ticking
 from ._config import Config
 from ._control import ControlServer, Reply, control_dir, default_name, socket_path
 from ._output import relay_output
@@ -35,10 +35,6 @@ from ._running import Running
 from ._status import cluster_status, format_table, ready_count
 from ._systemd import Notifier
 from ._timers import KEPT_WHEN_STOPPING, Clock, Purpose, Timers
-
-TICK = 1.0
-#: A worker killed as hung (SIGABRT, for its traceback) gets this long before SIGKILL.
-ABORT_GRACE = 3.0
 
 
 class Supervisor:
@@ -64,6 +60,7 @@ class Supervisor:
         self.running: dict[int, Running] = {}
         self.slots: list[Slot] = []
         self.stopping = False
+        self.draining = False  # stopping, but the workers serve out --drain-delay first
         self.exit_code = 0
         self.restarts_pending = 0
         self.replacements = Replacements(
@@ -109,7 +106,7 @@ class Supervisor:
             for number in range(self.config.workers):
                 self.slots.append(Slot(number))
                 self._start(self.slots[-1])
-            self.timers.later(self._tick_interval(), Purpose.TICK, self._tick)
+            self.timers.later(_ticking.interval(self.config), Purpose.TICK, self._tick)
             self.code.watch()
             while self.running or self._restart_pending():
                 self._step()
@@ -285,14 +282,27 @@ class Supervisor:
         SIGNALS[signal.Signals(signum).name](self)
 
     def _shutdown(self, *, graceful: bool) -> None:
-        if self.stopping and graceful:
+        """Stop every worker; a graceful stop with ``--drain-delay`` first drains (``/readyz``
+        fails, the workers keep serving), and a second stop request ends the drain at once."""
+        if self.stopping and graceful and not self.draining:
             return
+        if not self.stopping:
+            self.stopping = True
+            self.notifier.stopping()
+            self.replacements.abort("the cluster is stopping")
+            self.timers.keep_only(KEPT_WHEN_STOPPING)
+            self.restarts_pending = 0
+            if graceful and self.config.drain_delay > 0:
+                self.draining = True
+                self.log(f"draining: /readyz fails; the workers serve {self.config.drain_delay:g}"
+                         " s more, then stop")  # fmt: skip
+                self.timers.later(
+                    self.config.drain_delay, Purpose.DRAIN, lambda: self._shutdown(graceful=True)
+                )
+                return
+        self.draining = False
+        self.timers.keep_only(KEPT_WHEN_STOPPING)  # the drain's timer, if a stop ended it
         self.log("stopping all workers" + (" gracefully" if graceful else " now"))
-        self.stopping = True
-        self.notifier.stopping()
-        self.replacements.abort("the cluster is stopping")
-        self.timers.keep_only(KEPT_WHEN_STOPPING)
-        self.restarts_pending = 0
         for running in list(self.running.values()):
             if not running.stopping or not graceful:
                 self._stop(running, now=not graceful)
@@ -357,48 +367,8 @@ class Supervisor:
         self.log(f"scaled {'up' if delta > 0 else 'down'} to {len(self.slots)} workers")
         self._announce()
 
-    # -- the tick: heartbeats, recycling, samples -----------------------------------------------
-
-    def _tick_interval(self) -> float:
-        timeout = self.config.timeout
-        return min(TICK, max(timeout / 4, 0.05)) if timeout else TICK
-
     def _tick(self) -> None:
-        now = self.clock()
-        for running in list(self.running.values()):
-            worker = running.worker
-            worker.ping()
-            _health.sample(running, now)
-            if running.stopping or not running.ready or running.hung:
-                continue
-            self._check_hung(running, now)
-            why = _health.recycle_reason(running, self.config.max_memory)
-            if why:
-                self._recycle(running, why)
-        if not self.stopping or self.running:
-            self.timers.later(self._tick_interval(), Purpose.TICK, self._tick)
-
-    def _check_hung(self, running: Running, now: float) -> None:
-        timeout = self.config.timeout
-        if not timeout:
-            return
-        assert running.ready_at is not None
-        why = _health.hung_reason(running.worker.stats, running.ready_at, timeout, now)
-        if not why:
-            return
-        worker = running.worker
-        self.log(
-            f"worker {worker.id} (pid {worker.pid}) is hung: {why}; "
-            "SIGABRT (its traceback goes to its stderr), then a new worker"
-        )
-        running.hung = True
-        worker.kill("SIGABRT")
-
-        def then_kill() -> None:
-            if worker.id in self.running and not worker.is_dead():
-                worker.kill("SIGKILL")
-
-        self.timers.later(ABORT_GRACE, Purpose.KILL_AFTER_ABORT, then_kill)
+        _ticking.tick(self)
 
     # -- control requests -----------------------------------------------------------------------
 
@@ -419,6 +389,7 @@ class Supervisor:
             reloading=self.replacements.reloading or self.code.preloading,
             stopping=self.stopping,
             now=now,
+            draining=self.draining,
             memory={wid: memory(r.worker.pid) for wid, r in self.running.items() if r.worker.pid},
             others=own_memory({r.worker.pid for r in self.running.values()}, self.config.preload),
         )

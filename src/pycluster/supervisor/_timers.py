@@ -24,6 +24,7 @@ class Purpose(enum.Enum):
     RESTART = "restart"  # a slot's worker starts again after its backoff
     DEADLINE = "deadline"  # SIGKILL a worker still there after the graceful timeout
     KILL_AFTER_ABORT = "kill after abort"  # SIGKILL a hung worker after its SIGABRT
+    DRAIN = "drain"  # the graceful stop begins once --drain-delay has passed
 
 
 #: The timers that still matter once the cluster is stopping.
