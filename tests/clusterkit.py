@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 PRELUDE = """\
 import json, os, signal, socket, sys, threading, time
 import pycluster as cluster
@@ -348,6 +350,18 @@ def usable_by_others(path: str) -> bool:
         if not mode & 0o001:
             return False
     return True
+
+
+def need_tool(name: str, why: str) -> str:
+    """The path of the program ``name``; skipped without it, but failed in CI (``.ci/run``
+    installs it: ``why`` says from where)."""
+    path = shutil.which(name)
+    if path is None:
+        message = f"{name} is not installed ({why})"
+        if os.environ.get("CI"):
+            pytest.fail(message)
+        pytest.skip(message)
+    return path
 
 
 def wait_until(predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:

@@ -13,6 +13,7 @@ import socket
 import subprocess
 import sys
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,7 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import pycluster as cluster
-from tests.clusterkit import Supervised, wait_until
+from tests.clusterkit import Supervised, need_tool, wait_until
 
 APP = Path(__file__).resolve().parent / "apps" / "metrics_counting.py"
 SERVER = str(Path(__file__).resolve().parent.parent / "examples" / "server.py")
@@ -149,6 +150,77 @@ def test_sched_rr_and_heartbeat_figures(counting: Cluster) -> None:
     assert wait_until(lambda: len(counting.scrape().get(name, [])) == WORKERS, 20, 0.1)
     latencies = counting.scrape()[name]
     assert all(0 < v < 20 for _, v, _ in latencies)
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.tools
+def test_a_real_prometheus_server_scrapes_the_merged_counter(
+    counting: Cluster, tmp_path: Path
+) -> None:
+    binary = need_tool("prometheus", ".ci/run installs Debian's prometheus")
+    target = counting.metrics.removeprefix("http://")
+    (tmp_path / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, scrape_timeout: 1s}\n"
+        "scrape_configs:\n"
+        f"  - {{job_name: pycluster, static_configs: [{{targets: ['{target}']}}]}}\n"
+    )
+    port = _free_port()
+    with open(tmp_path / "prometheus.log", "wb") as log:
+        server = subprocess.Popen(
+            [binary, f"--config.file={tmp_path / 'prometheus.yml'}",
+             f"--storage.tsdb.path={tmp_path / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+            stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        )  # fmt: skip
+    api = f"http://127.0.0.1:{port}/api/v1/query?query="
+
+    def query(expression: str) -> list[float]:
+        try:
+            status, text = counting.get(api + urllib.parse.quote(expression))
+        except OSError:
+            return []  # not listening yet
+        answer = json.loads(text) if status == 200 else {}
+        return [float(r["value"][1]) for r in answer.get("data", {}).get("result", [])]
+
+    def seen(expression: str, value: float) -> bool:
+        return query(expression) == [value]
+
+    try:
+        requests = 40
+        for _ in range(requests):
+            assert counting.get(counting.app + "/hit")[0] == 200
+        hits = 'app_requests_total{path="/hit"}'
+        found = wait_until(lambda: seen(hits, requests), 60, interval=0.2)
+        assert found, (query(hits), (tmp_path / "prometheus.log").read_text()[-2000:])
+        assert seen('up{job="pycluster"}', 1)
+        assert seen('sum(pycluster_workers{state="listening"})', WORKERS)
+
+        # A worker SIGKILLed and replaced: Prometheus sees no counter reset.
+        pids = {
+            labels["pid"] for labels, _, _ in counting.scrape()["pycluster_worker_uptime_seconds"]
+        }
+        os.kill(int(min(pids)), signal.SIGKILL)
+        assert wait_until(
+            lambda: counting.value("pycluster_workers", state="listening") == WORKERS
+            and min(pids) not in {labels["pid"] for labels, _, _
+                                  in counting.scrape()["pycluster_worker_uptime_seconds"]},
+            30, interval=0.05,
+        )  # fmt: skip
+        for _ in range(10):
+            assert counting.get(counting.app + "/hit")[0] == 200
+        assert wait_until(lambda: seen(hits, requests + 10), 60, interval=0.2), query(hits)
+        assert seen(f"resets({hits}[5m])", 0)
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(20)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+            server.wait(10)
 
 
 def test_health_and_readiness(counting: Cluster) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import signal
 import socket
 import stat
@@ -19,7 +18,7 @@ import pytest
 
 from pycluster.supervisor._control import ControlError, ControlServer, _private_dir
 from pycluster.supervisor._requests import parse_scale
-from tests.clusterkit import Load, Supervised, wait_until
+from tests.clusterkit import Load, Supervised, need_tool, wait_until
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -263,11 +262,7 @@ def get_pid(port: int) -> str:
 
 
 def test_socket_activation_with_systemd_socket_activate(tmp_path: Path) -> None:
-    if shutil.which("systemd-socket-activate") is None:
-        message = "systemd-socket-activate is not installed (.ci/run installs Debian's systemd)"
-        if os.environ.get("CI"):
-            pytest.fail(message)
-        pytest.skip(message)
+    need_tool("systemd-socket-activate", ".ci/run installs Debian's systemd")
     port = free_port()
     runtime = tmp_path / "run"
     runtime.mkdir(mode=0o700)
