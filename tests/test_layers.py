@@ -33,6 +33,7 @@ PRIMARY_SIDE = {
     "pycluster.metrics._scrape",
     "pycluster.metrics._sharing",
     "pycluster.metrics._server",
+    "pycluster.metrics._live",
     "pycluster.metrics._merge",
     "pycluster.metrics._exposition",
 }

@@ -54,13 +54,15 @@ class Scraper:
     def families(self) -> list[Family]:
         """Everything one scrape shows: the cluster's families, then the program's, merged."""
         self._ask_workers()
-        ours: list[Family] = []
-        for collector in self.collectors:
-            ours.extend(collector())
+        ours = self.own()
         with self._lock:
             theirs = self._merger.families()
         taken = {family.name for family in ours}
         return ours + [family for family in theirs if family.name not in taken]
+
+    def own(self) -> list[Family]:
+        """The cluster's own families only: no round trip to the workers."""
+        return [family for collector in self.collectors for family in collector()]
 
     def _ask_workers(self) -> None:
         workers = [w for w in list(self._primary.workers.values()) if w.is_connected()]

@@ -1,8 +1,9 @@
 """Primary side: the metrics endpoint, an HTTP server on a thread of its own in the primary.
 
-``/metrics`` (the Prometheus text format: the cluster's families and the program's, merged),
-``/healthz`` (the primary answers: 200) and ``/readyz`` (200 while at least one worker listens
-and the cluster is not stopping, else 503). It is served by the primary, not by a worker, so
+``/`` (the live page, ``_live``) and its ``/live.json``, ``/metrics`` (the Prometheus text
+format: the cluster's families and the program's, merged), ``/healthz`` (the primary answers:
+200) and ``/readyz`` (200 while at least one worker listens and the cluster is not stopping,
+else 503). It is served by the primary, not by a worker, so
 it answers while every worker is busy or restarting. It binds 127.0.0.1 unless told otherwise:
 what it shows (pids, the program's metrics) is for the machine's operators.
 """
@@ -11,11 +12,13 @@ from __future__ import annotations
 
 import socket
 import threading
+import urllib.parse
 from collections.abc import Callable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import TYPE_CHECKING, Any
 
 from ._exposition import CONTENT_TYPE, render
+from ._live import Live, page
 from ._scrape import Scraper
 
 if TYPE_CHECKING:
@@ -70,7 +73,19 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         endpoint = self.server.endpoint
         path = self.path.split("?", 1)[0]
-        if path == "/metrics":
+        if path == "/":
+            self._answer(200, "text/html; charset=utf-8", page())
+        elif path == "/live.json":
+            query = urllib.parse.parse_qs(self.path.partition("?")[2])
+            since = query.get("since", ["-1"])[0]
+            try:
+                after = float(since)
+            except ValueError:
+                text = f"live.json: since must be a number of seconds, not {since!r}\n"
+                self._answer(400, "text/plain; charset=utf-8", text.encode())
+                return
+            self._answer(200, "application/json", endpoint.live.since(after))
+        elif path == "/metrics":
             self._answer(200, CONTENT_TYPE, render(endpoint.scraper.families()))
         elif path == "/healthz":
             self._answer(200, "text/plain; charset=utf-8", b"ok\n")
@@ -78,9 +93,8 @@ class _Handler(BaseHTTPRequestHandler):
             ready, why = endpoint.readiness()
             self._answer(200 if ready else 503, "text/plain; charset=utf-8", why.encode() + b"\n")
         else:
-            self._answer(
-                404, "text/plain; charset=utf-8", b"not found: /metrics, /healthz, /readyz\n"
-            )
+            known = b"not found: /, /live.json, /metrics, /healthz, /readyz\n"
+            self._answer(404, "text/plain; charset=utf-8", known)
 
     def _answer(self, status: int, content_type: str, body: bytes) -> None:
         self.send_response(status)
@@ -112,6 +126,8 @@ class MetricsServer:
             raise OSError(exc.errno, f"cannot listen on {host}:{port} ({why})") from None
         bound = self._http.server_address
         self.address: tuple[str, int] = (str(bound[0]), int(bound[1]))
+        self.live = Live(primary, self.scraper.own)
+        self.live.start()
         self._thread = threading.Thread(
             target=self._http.serve_forever, name="pycluster-metrics", daemon=True
         )
@@ -130,6 +146,7 @@ class MetricsServer:
     def close(self) -> None:
         self._http.shutdown()
         self._http.server_close()
+        self.live.close()
         self.scraper.close()
 
     def __repr__(self) -> str:
