@@ -19,7 +19,7 @@ from pathlib import Path
 
 from . import _env
 
-SCENARIOS = ("throughput", "skew", "fairness", "startup", "reload", "ipc", "preload")
+SCENARIOS = ("throughput", "skew", "fairness", "startup", "reload", "ipc", "preload", "metrics")
 
 
 def main() -> None:

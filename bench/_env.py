@@ -22,6 +22,7 @@ PACKAGES = [
     "httptools==0.9.0",
     "granian==2.8.9",
     "matplotlib==3.11.2",
+    "prometheus_client==0.26.0",  # the workers' own metrics in the metrics scenario
 ]
 
 

@@ -149,10 +149,31 @@ def targets(tables: dict[str, Table]) -> Table:
                            ipc.series["round trip µs"].get(node, nan))  # fmt: skip
             _target(rows, f"IPC round trip: {name} / Node", ratio, "<= 1", ratio <= 1)
     _preload_targets(tables, rows)
+    _metrics_targets(tables, rows)
     return Table("Targets (ratios from this run)", ["what", "measured", "target", ""], rows)
 
 
 _GUNICORN_ASYNCIO = "gunicorn --preload (asyncio, UvicornWorker)"
+
+
+def _metrics_targets(tables: dict[str, Table], rows: list[list[str]]) -> None:
+    from .metrics import WITH, WITHOUT
+
+    nan = math.nan
+    hot = tables.get("metrics hot path")
+    if hot is not None:
+        rps, us = hot.series["requests/s"], hot.series["µs"]
+        ratio = _ratio(rps.get(WITH, nan), rps.get(WITHOUT, nan))
+        _target(rows, "metrics: connection-per-request throughput, scraped every 1 s / none",
+                ratio, ">= 0.95", ratio >= 0.95)  # fmt: skip
+        ratio = _ratio(us.get(WITH, nan), us.get(WITHOUT, nan))
+        _target(rows, "metrics: the primary's CPU per connection, scraped / none (for reference)",
+                ratio, "", None)  # fmt: skip
+    scrape = tables.get("metrics scrape")
+    if scrape is not None:
+        ms = scrape.series["ms"].get("32 workers", nan)
+        _target(rows, "metrics: ms per scrape of 32 workers x 100 metrics (for reference)", ms,
+                "", None)  # fmt: skip
 
 
 def _preload_targets(tables: dict[str, Table], rows: list[list[str]]) -> None:
@@ -258,6 +279,14 @@ def run_all(
             1 if quick else min(runs, 3), (8,) if quick else (8, 32)
         )
         sections.append((tables["preload startup"], "ms"))
+    if "metrics" in only:
+        from . import metrics
+
+        _say("metrics (scenario 10)")
+        tables["metrics hot path"] = metrics.hot_path_table(runs, seconds)
+        sections.append((tables["metrics hot path"], "requests/s"))
+        tables["metrics scrape"] = metrics.scrape_table((2,) if quick else (2, 32), runs)
+        sections.append((tables["metrics scrape"], "ms"))
     goals = targets(tables)
     sections.insert(0, (goals, ""))
     elapsed = time.monotonic() - started

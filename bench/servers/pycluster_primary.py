@@ -1,11 +1,11 @@
 """A pycluster primary for the benchmarks: WORKERS workers of SERVER under POLICY.
 
     WORKERS=2 POLICY=rr|none|reuseport SERVER=path/to/server.py [PRELOAD=mod,...] \
-        python pycluster_primary.py
+        [METRICS=HOST:PORT] python pycluster_primary.py
 
 Prints ``ready N PID`` once N workers listen. On SIGUSR1 it pings every worker and prints
-``stats`` and a JSON list of the connections each accepted (pycluster's own counters). SIGTERM
-disconnects the workers and exits.
+``stats`` and a JSON list of the connections each accepted (pycluster's own counters). With
+METRICS it serves ``cluster.serve_metrics(METRICS)``. SIGTERM disconnects the workers and exits.
 """
 
 from __future__ import annotations
@@ -30,6 +30,8 @@ def main() -> None:
     cluster.scheduling_policy = POLICIES[os.environ.get("POLICY", "rr")]
     preload = [name for name in os.environ.get("PRELOAD", "").split(",") if name]
     cluster.setup_primary(exec=os.environ["SERVER"], **({"preload": preload} if preload else {}))
+    if os.environ.get("METRICS"):
+        cluster.serve_metrics(os.environ["METRICS"])
     listening = 0
 
     @cluster.on("listening")

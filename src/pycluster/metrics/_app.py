@@ -28,7 +28,11 @@ def collect() -> list[dict[str, Any]]:
                 "type": metric.type,
                 "help": metric.documentation,
                 "mode": modes.get(metric.name, "all") if metric.type == "gauge" else None,
-                "samples": [[s.name, dict(s.labels), float(s.value)] for s in metric.samples],
+                "samples": [
+                    [s.name, dict(s.labels), float(s.value)]
+                    for s in metric.samples
+                    if not s.name.endswith("_created")  # (the primary leaves them out)
+                ],
             }
         )
     return families

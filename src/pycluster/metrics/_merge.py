@@ -31,9 +31,9 @@ SampleKey = tuple[str, Labels]
 
 
 def _adds_up(sample: Sample) -> bool:
-    return not sample.name.endswith("_created") and not any(
-        k == "quantile" for k, _ in sample.labels
-    )
+    if sample.name.endswith("_created"):
+        return False
+    return not sample.labels or all(k != "quantile" for k, _ in sample.labels)
 
 
 class Merger:
