@@ -280,6 +280,12 @@ class Supervised:
     def logged(self, text: str) -> bool:
         return any(text in line for line in self.log)
 
+    def metrics_base(self) -> str:
+        """``http://HOST:PORT`` of its ``--metrics`` endpoint, once it said where."""
+        self.wait_for(lambda: self.logged("metrics at http://"))
+        (line,) = [line for line in self.log if "metrics at http://" in line]
+        return line.split("metrics at ", 1)[1].strip().removesuffix("/metrics")
+
     def stop(self) -> None:
         if self.proc.poll() is None:
             os.killpg(self.proc.pid, signal.SIGKILL)

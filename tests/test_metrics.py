@@ -270,9 +270,7 @@ def test_pycluster_run_metrics_counts_restarts_by_reason_and_labels_workers_by_s
     supervised = Supervised("-w", "2", "--metrics", "127.0.0.1:0", SERVER, env={"PORT": "0"})
     try:
         supervised.wait_for(lambda: len(supervised.pids()) == 2)
-        supervised.wait_for(lambda: supervised.logged("metrics at http://"))
-        (line,) = [line for line in supervised.log if "metrics at http://" in line]
-        base = line.split("metrics at ", 1)[1].strip().removesuffix("/metrics")
+        base = supervised.metrics_base()
         families = _scrape_url(base + "/metrics")
         assert {labels["worker"] for labels, _ in families["pycluster_worker_pss_bytes"]} == {
             "0",
@@ -305,12 +303,6 @@ def test_pycluster_run_metrics_counts_restarts_by_reason_and_labels_workers_by_s
         supervised.stop()
 
 
-def _metrics_base(supervised: Supervised) -> str:
-    supervised.wait_for(lambda: supervised.logged("metrics at http://"))
-    (line,) = [line for line in supervised.log if "metrics at http://" in line]
-    return line.split("metrics at ", 1)[1].strip().removesuffix("/metrics")
-
-
 def _readyz(base: str) -> tuple[int, bytes]:
     try:
         with urllib.request.urlopen(base + "/readyz", timeout=20) as answer:
@@ -325,7 +317,7 @@ def test_drain_delay_fails_readyz_at_once_and_keeps_serving_until_a_second_sigte
     )
     try:
         supervised.wait_for(lambda: len(supervised.pids()) == 2)
-        base = _metrics_base(supervised)
+        base = supervised.metrics_base()
         assert _readyz(base) == (200, b"2/2 workers ready\n")
         supervised.proc.send_signal(signal.SIGTERM)
         assert wait_until(lambda: _readyz(base)[0] == 503, 30)
@@ -333,7 +325,7 @@ def test_drain_delay_fails_readyz_at_once_and_keeps_serving_until_a_second_sigte
         assert supervised.logged("draining: /readyz fails")
         pids = set(supervised.pids())
         served = set()
-        for _ in range(20):  # the workers still serve, every one of them
+        for _ in range(20):  # its workers still serve
             with urllib.request.urlopen(f"http://127.0.0.1:{supervised.port()}/", timeout=20) as r:
                 assert r.status == 200
                 served.add(int(r.headers["X-Worker-Pid"]))
@@ -354,7 +346,7 @@ def test_drain_delay_ends_by_itself_then_stops_gracefully() -> None:
     )
     try:
         supervised.wait_for(lambda: len(supervised.pids()) == 1)
-        base = _metrics_base(supervised)
+        base = supervised.metrics_base()
         supervised.proc.send_signal(signal.SIGTERM)
         assert supervised.finish(60) == 0
         said = [line for line in supervised.log if "draining" in line or "stopping all" in line]

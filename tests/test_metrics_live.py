@@ -70,14 +70,12 @@ def _samples(base: str) -> list[dict[str, Any]]:
     return samples
 
 
-def test_the_live_page_draws_what_the_primary_sampled(tmp_path: Path) -> None:
+def test_the_live_page_draws_what_the_primary_sampled() -> None:
     chromium = need_tool("chromium", ".ci/run installs Debian's chromium")
     supervised = Supervised("-w", "2", "--metrics", "127.0.0.1:0", SERVER, env={"PORT": "0"})
     try:
         supervised.wait_for(lambda: len(supervised.pids()) == 2)
-        supervised.wait_for(lambda: supervised.logged("metrics at http://"))
-        (line,) = [line for line in supervised.log if "metrics at http://" in line]
-        base = line.split("metrics at ", 1)[1].strip().removesuffix("/metrics")
+        base = supervised.metrics_base()
         pids = sorted(supervised.pids())
 
         status, kind, body = _get(base + "/")
