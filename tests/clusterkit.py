@@ -358,6 +358,16 @@ def usable_by_others(path: str) -> bool:
     return True
 
 
+#: The three policies, the other two marked ``setups``: a test of a server or of chaos that is the
+#: same under each policy runs all three on Python 3.11, and SCHED_RR only on the other Pythons
+#: (``make test-pythons``); the sharing tests of each policy run everywhere.
+POLICY_SETUPS = [
+    "rr",
+    pytest.param("none", marks=pytest.mark.setups),
+    pytest.param("reuseport", marks=pytest.mark.setups),
+]
+
+
 def need_tool(name: str, why: str) -> str:
     """The path of the program ``name``; skipped without it, but failed in CI (``.ci/run``
     installs it: ``why`` says from where)."""

@@ -14,7 +14,7 @@ import pytest
 
 from pycluster.supervisor._control import request
 from tests.apps import reliability
-from tests.clusterkit import Load, Supervised, pid_alive, run_cluster, wait_until
+from tests.clusterkit import POLICY_SETUPS, Load, Supervised, pid_alive, run_cluster, wait_until
 
 pytestmark = pytest.mark.timeout(180)
 
@@ -93,7 +93,7 @@ class PortClient:
             thread.join(60)
 
 
-@pytest.mark.parametrize("sched", ["rr", "none", "reuseport"])
+@pytest.mark.parametrize("sched", POLICY_SETUPS)
 def test_workers_killed_every_half_second_lose_only_what_they_held(
     tmp_path: Path, sched: str
 ) -> None:

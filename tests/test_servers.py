@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from tests.apps.servers import gevent_patch_all
-from tests.clusterkit import run_cluster
+from tests.clusterkit import POLICY_SETUPS, run_cluster
 
 pytestmark = pytest.mark.timeout(120)
 
-POLICIES = ["rr", "none", "reuseport"]
+POLICIES = POLICY_SETUPS
 
 # name: (module to import first, client kind, the app under tests/apps/servers, run as
 # ``python APP HOST`` with HOST "127.0.0.1" or "::1")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.apps import sharing_blocking
-from tests.clusterkit import run_cluster
+from tests.clusterkit import POLICY_SETUPS, run_cluster
 
 pytestmark = pytest.mark.timeout(90)
 
@@ -51,7 +51,7 @@ SETUPS = {
 
 @pytest.mark.parametrize("setup", sorted(SETUPS))
 @pytest.mark.parametrize("receive", sorted(RECEIVERS))
-@pytest.mark.parametrize("policy", ["rr", "none", "reuseport"])
+@pytest.mark.parametrize("policy", POLICY_SETUPS)
 def test_blocking_udp_server(tmp_path: Path, policy: str, receive: str, setup: str) -> None:
     body = textwrap.dedent(PRIMARY).replace("RECEIVE", RECEIVERS[receive])
     body = body.replace("SETUP", SETUPS[setup])

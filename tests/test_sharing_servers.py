@@ -12,11 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from tests.clusterkit import run_cluster
+from tests.clusterkit import POLICY_SETUPS, run_cluster
 
 pytestmark = pytest.mark.timeout(90)
 
-POLICIES = ["rr", "none", "reuseport"]
+POLICIES = POLICY_SETUPS
 
 HTTP_HANDLER = """
 from http.server import BaseHTTPRequestHandler
