@@ -3,9 +3,9 @@
 ``/`` (the live page, ``_live``) and its ``/live.json``, ``/metrics`` (the Prometheus text
 format: the cluster's families and the program's, merged), ``/healthz`` (the primary answers:
 200) and ``/readyz`` (200 while at least one worker listens and the cluster is not stopping,
-else 503). It is served by the primary, not by a worker, so
-it answers while every worker is busy or restarting. It binds 127.0.0.1 unless told otherwise:
-what it shows (pids, the program's metrics) is for the machine's operators.
+else 503). It is served by the primary, not by a worker, so it answers while every worker is
+busy or restarting. It binds 127.0.0.1 unless told otherwise: what it shows (pids, the
+program's metrics) is for the machine's operators.
 """
 
 from __future__ import annotations
