@@ -40,12 +40,19 @@ def stop_one(sharing: Sharing, sock: socket.socket, info: Shared) -> None:
     _blocking.restore(sock)  # a socket of its own now
 
 
+#: Leaving a SCHED_REUSEPORT group: what is queued is taken until the queue has stayed empty
+#: this long (a handshake under way lands in it within a round trip), at most ``DRAIN_LIMIT``.
+DRAIN_SETTLE = 0.2
+DRAIN_LIMIT = 2.0
+
+
 def _stop_reuseport(sharing: Sharing, sock: socket.socket, info: Shared) -> None:
-    # Closing a SO_REUSEPORT listener resets the connections in its queue (unless
-    # net.ipv4.tcp_migrate_req=1): take them first, then leave the port's group. A backlog
-    # of 0 first makes the kernel drop (not queue) new SYNs meanwhile: their clients retry
-    # and reach another worker. Handshakes already in progress on this listener, and a
-    # connection that slips in between the last accept() and the shutdown, are reset.
+    # Closing a SO_REUSEPORT listener resets what the kernel routed to it: the connections in
+    # its queue and the handshakes under way (unless net.ipv4.tcp_migrate_req=1). So first a
+    # socket filter drops the new connection attempts the group's hash sends here (their
+    # clients send the SYN again a second later and reach another worker; elsewhere than
+    # Linux, a backlog of 0), then what is queued is taken until the queue has stayed empty
+    # for DRAIN_SETTLE, and only then does the listener leave the group.
     old = StdSocket(fileno=os.dup(sock.fileno()))
     pair = _socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     readable, bell = (StdSocket(fileno=end.detach()) for end in pair)
@@ -54,15 +61,20 @@ def _stop_reuseport(sharing: Sharing, sock: socket.socket, info: Shared) -> None
         info.bell = bell
         info.stopped = True
     old.setblocking(False)
-    try:
-        original["listen"](old, 0)
-    except OSError:
-        pass
+    _refuse_new_connections(old)
+    started = empty_since = time.monotonic()
     while True:
         try:
             conn, _ = original["accept"](old)
+        except BlockingIOError:
+            now = time.monotonic()
+            if now - empty_since >= DRAIN_SETTLE or now - started >= DRAIN_LIMIT:
+                break
+            time.sleep(0.01)
+            continue
         except OSError:
             break
+        empty_since = time.monotonic()
         info.leftovers.append(conn)
         sharing.connections.add(conn)  # the disconnect waits for these too
         info.bell.send(b"c")
@@ -71,6 +83,21 @@ def _stop_reuseport(sharing: Sharing, sock: socket.socket, info: Shared) -> None
     except OSError:
         pass
     old.close()
+
+
+def _refuse_new_connections(listener: socket.socket) -> None:
+    """New connection attempts to ``listener`` go unanswered (their clients try again)."""
+    try:
+        from ._quiesce import drop_new_connections
+
+        drop_new_connections(listener.fileno())
+        return
+    except (OSError, ImportError, AttributeError):  # (not Linux: no classic BPF filter)
+        pass
+    try:
+        original["listen"](listener, 0)
+    except OSError:
+        pass
 
 
 def accept_nothing(sock: socket.socket) -> tuple[socket.socket, Any]:

@@ -9,7 +9,8 @@ picks another. Then it waits until the handshakes under way have completed and t
 owner has accepted what was queued, and returns: the owner may close it now.
 
 It is for listeners pycluster does not own (grpcio binds in C); pycluster's own SCHED_REUSEPORT
-sockets are drained by accepting their queue (``_leaving._stop_reuseport``).
+sockets get the same filter and are drained by accepting their queue
+(``_leaving._stop_reuseport``).
 """
 
 from __future__ import annotations
