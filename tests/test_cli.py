@@ -94,6 +94,16 @@ def test_a_scripts_options_are_its_own(tmp_path: Path) -> None:
         (["run", "APP"], {"PYCLUSTER_RESTART": "sometimes"}, "PYCLUSTER_RESTART: 'sometimes'"),
         (["run", "--graceful-timeout", "-1", "APP"], {}, "must be > 0"),
         (["run", "APP"], {"PYCLUSTER_DRAIN_DELAY": "soon"}, "PYCLUSTER_DRAIN_DELAY: 'soon'"),
+        (["run", "--sticky", "cookie", "APP"], {}, "must be one of none, ip"),
+        (
+            ["run", "--sticky", "ip", "--sched", "none", "APP"], {},
+            "--sticky: sticky 'ip' needs --sched rr (the primary routes each connection), "
+            "not 'none' (--sched)",
+        ),
+        (
+            ["run", "--sched", "reuseport", "APP"], {"PYCLUSTER_STICKY": "ip"},
+            "PYCLUSTER_STICKY: sticky 'ip' needs --sched rr",
+        ),
         (["run", "nope.py"], {}, "no such script: 'nope.py'"),
         (["run"], {}, "name a SCRIPT or -m MODULE"),
         (["run", "-w", "2", "-m"], {}, "-m: name the MODULE to run"),

@@ -63,6 +63,7 @@ def test_valid_settings_are_normalised() -> None:
         ({"preload": "app"}, TypeError, "setting 'preload' must be a list of str, not 'app'"),
         ({"preload": ["app:app"]}, ValueError, "setting 'preload': 'app:app' is not a module"),
         ({"preload": ["my app"]}, ValueError, "'my app' is not a module name"),
+        ({"sticky": "cookie"}, ValueError, "'sticky' must be one of ('none', 'ip') or None"),
     ],
 )
 def test_bad_settings_name_the_setting_and_value(
@@ -75,7 +76,7 @@ def test_bad_settings_name_the_setting_and_value(
 def test_every_setting_has_a_validator() -> None:
     assert set(SETTING_NAMES) == {
         "exec", "args", "exec_argv", "cwd", "silent", "stdio", "uid", "gid", "serialization",
-        "hold_ports", "preload", "scheduling_policy",
+        "hold_ports", "preload", "sticky", "scheduling_policy",
     }  # fmt: skip
 
 

@@ -110,7 +110,7 @@ def fork(env: Mapping[str, str] | None = None) -> Worker:
 def setup_primary(**settings: Any) -> None:
     """Change the settings for later forks (cumulative); emits ``"setup"``. Primary only.
 
-    Settings: exec, args, exec_argv, cwd, silent, stdio, uid, gid, serialization, preload,
+    Settings: exec, args, exec_argv, cwd, silent, stdio, uid, gid, serialization, preload, sticky,
     scheduling_policy (see docs/api.md).
     """
     _primary("setup_primary()").setup(settings)

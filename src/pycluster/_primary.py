@@ -30,6 +30,7 @@ from ._messages import Serialization
 from ._primary_worker import PrimaryWorker
 from ._process import call_safely, emit_safely
 from ._settings import (
+    SchedulingPolicy,
     coerce_policy,
     defaults,
     policy_from_env,
@@ -43,6 +44,14 @@ from .sharing._registry import Registry
 _STDIO = {"pipe": subprocess.PIPE, "inherit": None, "ignore": subprocess.DEVNULL}
 
 
+def _check_sticky(policy: SchedulingPolicy, sticky: str | None) -> None:
+    if sticky is not None and policy is not SchedulingPolicy.RR:
+        raise ClusterError(
+            f"sticky={sticky!r} needs scheduling_policy SCHED_RR (the primary routes each "
+            f"connection), not {policy.name}; set sticky='none' or use SCHED_RR"
+        )
+
+
 class Primary:
     """The primary's state: settings, the workers map, the loop and the cluster's emitter."""
 
@@ -53,6 +62,7 @@ class Primary:
             self.loop,
             lambda: self.scheduling_policy,
             lambda: bool(self.settings.get("hold_ports", False)),
+            lambda: self.settings.get("sticky"),
         )
         self.workers: dict[int, PrimaryWorker] = {}
         self.settings: dict[str, Any] = {}
@@ -71,21 +81,31 @@ class Primary:
 
     # -- settings ----------------------------------------------------------------------------
 
-    def set_policy(self, value: object) -> None:
+    def set_policy(self, value: object, sticky: str | None = None) -> None:
         policy = coerce_policy(value)
         if self.policy_frozen and policy != self.scheduling_policy:
             raise ClusterError(
                 "scheduling_policy cannot change after the first fork(); it is "
                 f"{self.scheduling_policy.name}"
             )
+        _check_sticky(policy, sticky if sticky is not None else self.settings.get("sticky"))
         self.scheduling_policy = policy
 
     def setup(self, settings: Mapping[str, Any]) -> None:
         checked = validate(settings)
         if checked.get("preload"):
             check_supported()
+        frozen = self.policy_frozen and "sticky" in checked
+        if frozen and checked["sticky"] != self.settings.get("sticky"):
+            raise ClusterError(
+                "sticky cannot change after the first fork(); it is "
+                f"{self.settings.get('sticky') or 'none'!r}"
+            )
+        sticky = checked.get("sticky", self.settings.get("sticky"))
         if "scheduling_policy" in settings:
-            self.set_policy(settings["scheduling_policy"])
+            self.set_policy(settings["scheduling_policy"], sticky)
+        else:
+            _check_sticky(self.scheduling_policy, sticky)
         with self._lock:
             current = {**self.settings, **checked}
             merged = {**defaults(current), **current}

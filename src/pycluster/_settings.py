@@ -169,6 +169,19 @@ def _serialization(name: str, value: object) -> str:
     return str(value)
 
 
+#: The ``sticky`` setting's values: what a connection's worker is chosen by under SCHED_RR.
+STICKY_MODES = ("none", "ip")
+
+
+def _sticky(name: str, value: object) -> str | None:
+    """None (or ``"none"``): any hungry worker; ``"ip"``: the client address's own worker."""
+    if value is None or value == "none":
+        return None
+    if value == "ip":
+        return "ip"
+    raise ValueError(f"setting {name!r} must be one of {STICKY_MODES} or None, not {value!r}")
+
+
 _VALIDATORS: dict[str, Callable[[str, object], object]] = {
     "exec": _exec,
     "args": _strings,
@@ -181,6 +194,7 @@ _VALIDATORS: dict[str, Callable[[str, object], object]] = {
     "serialization": _serialization,
     "hold_ports": _bool,
     "preload": _modules,
+    "sticky": _sticky,
 }
 
 SETTING_NAMES = (*_VALIDATORS, "scheduling_policy")

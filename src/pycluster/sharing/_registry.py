@@ -24,6 +24,7 @@ from ._keys import Address, ListenKey
 from ._reuseport import ReusePortHandle
 from ._rr import RoundRobinHandle
 from ._shared import SharedHandle
+from ._sticky import StickyHandle
 
 if TYPE_CHECKING:
     from .._loop import Loop
@@ -46,10 +47,12 @@ class Registry:
         loop: Loop,
         policy: Callable[[], SchedulingPolicy],
         hold_ports: Callable[[], bool] = lambda: False,
+        sticky: Callable[[], str | None] = lambda: None,
     ) -> None:
         self._loop = loop
         self._policy = policy
         self._hold_ports = hold_ports
+        self._sticky = sticky
         self._by_key: dict[ListenKey, Handle] = {}
         self._by_id: dict[int, Handle] = {}
         self._next_id = 1
@@ -138,14 +141,14 @@ class Registry:
             # Kept for the next workers, whatever happens; under SCHED_REUSEPORT shared as
             # under SCHED_NONE (the workers cannot join a socket they did not bind).
             if key.type == socket.SOCK_STREAM and policy is SchedulingPolicy.RR:
-                handle: Handle = RoundRobinHandle(handle_id, key, inherited, loop=self._loop)
+                handle: Handle = self._round_robin(handle_id, key, inherited)
             else:
                 handle = SharedHandle(handle_id, key, inherited)
             handle.keep_when_unheld = True
         elif key.type == socket.SOCK_DGRAM:
             handle = SharedHandle(handle_id, key, open_socket(key))
         elif policy is SchedulingPolicy.RR:
-            handle = RoundRobinHandle(handle_id, key, open_socket(key), loop=self._loop)
+            handle = self._round_robin(handle_id, key, open_socket(key))
         elif policy is SchedulingPolicy.REUSEPORT and key.family != socket.AF_UNIX:
             handle = ReusePortHandle(handle_id, key, open_socket(key, reuseport=True))
         # A Unix path under SCHED_REUSEPORT too: Linux has no SO_REUSEPORT for Unix sockets.
@@ -166,6 +169,13 @@ class Registry:
         if key.port == 0 and key.family != socket.AF_UNIX:
             self._by_key.setdefault(dataclasses.replace(key, port=handle.port, index=0), handle)
         return handle
+
+    def _round_robin(self, handle_id: int, key: ListenKey, sock: socket.socket) -> Handle:
+        """SCHED_RR's handle: with affinity by client address (``sticky="ip"``) on a TCP port;
+        a Unix path's clients have no address, so it is plain round robin there."""
+        if self._sticky() == "ip" and key.family in (socket.AF_INET, socket.AF_INET6):
+            return StickyHandle(handle_id, key, sock, loop=self._loop)
+        return RoundRobinHandle(handle_id, key, sock, loop=self._loop)
 
     def stop(self, worker_id: int) -> None:
         """The worker is disconnecting: no new connections for it, anywhere."""

@@ -112,6 +112,8 @@ def _recent(slot: _Slot, now: float) -> float:
 
 class RoundRobinHandle(Handle):
     mode = Mode.RR
+    #: The per-worker record (a subclass may hold more in it).
+    SLOT: type[_Slot] = _Slot
 
     def __init__(self, *args: object, loop: Loop, **kwargs: object) -> None:
         super().__init__(*args, **kwargs)  # type: ignore[arg-type]
@@ -122,6 +124,13 @@ class RoundRobinHandle(Handle):
         self._ring: deque[_Slot] = deque()
         self._waiting: deque[int] = deque()  # accepted, to be handed when a worker is hungry
         self._waiting_at: deque[float] = deque()  # when each was accepted
+        #: Accepted connections held elsewhere than ``_waiting`` (a subclass's own queues):
+        #: they count against ``WAITING_MAX`` too.
+        self._parked = 0
+        #: Descriptor -> the client's host, filled by the accept loop when not None (a
+        #: subclass that routes by client sets it; an entry is right while its descriptor is
+        #: open in the primary, and overwritten when the number is reused).
+        self._clients: dict[int, str] | None = None
         self._listening = False
         self._accepting = False
         self._closed = False
@@ -143,7 +152,7 @@ class RoundRobinHandle(Handle):
             self._listening = True
         mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         mine.setblocking(False)
-        slot = _Slot(worker_id, mine)
+        slot = self.SLOT(worker_id, mine)
         self._slots.add(slot)
         self._loop.add_reader(slot.fd, lambda: self._on_answer(slot))
         self._resume()
@@ -204,7 +213,7 @@ class RoundRobinHandle(Handle):
             handed=self._handed,
             taken=self._taken,
             rerouted=self._rerouted,
-            waiting=len(self._waiting),
+            waiting=len(self._waiting) + self._parked,
             in_flight=sum(len(slot.in_flight) for slot in slots),
             hungry=sum(1 for slot in slots if slot.hungry and slot.active),
             waits=tuple(self._waits),
@@ -218,14 +227,15 @@ class RoundRobinHandle(Handle):
             self._pause()  # nobody will take them: leave them in the kernel's queue
             return
         accept = self.sock._accept  # type: ignore[attr-defined]
-        waiting = self._waiting
+        waiting, clients = self._waiting, self._clients
         before = len(waiting)
+        limit = WAITING_MAX - self._parked
         for _ in range(ACCEPT_BATCH):
-            if len(waiting) >= WAITING_MAX:
+            if len(waiting) >= limit:
                 self._pause()  # resumes when workers have taken some
                 break
             try:
-                fd, _ = accept()
+                fd, address = accept()
             except BlockingIOError:
                 break
             except OSError as exc:
@@ -233,6 +243,8 @@ class RoundRobinHandle(Handle):
                     self._pause()  # resumes when an answer frees a descriptor
                 break
             waiting.append(fd)
+            if clients is not None:
+                clients[fd] = address[0] if address else ""
         accepted = len(waiting) - before
         if accepted:
             self.accepted += accepted
@@ -261,26 +273,33 @@ class RoundRobinHandle(Handle):
             count = min(share, len(waiting))
             fds = [waiting.popleft() for _ in range(count)]
             accepted_at = [waiting_at.popleft() for _ in range(count)]
-            try:
-                sent = slot.sock.sendmsg(
-                    [HANDOFF * count],
-                    [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())],
-                )
-            except OSError:
-                sent = 0
-            if not slot.in_flight:
-                slot.since = now
-            slot.in_flight.extend(fds)  # kept until taken: a dead worker's go to the others
-            slot.in_flight_at.extend(accepted_at)
-            self._handed += count
-            slot.recent = _recent(slot, now) + count
-            slot.recent_at = now
-            if sent != count:
-                gone.append(slot)  # its worker is gone (or stuck with a full socket)
+            if not self._hand(slot, fds, accepted_at, now):
+                gone.append(slot)
         for slot in gone:
             self._close_slot(slot)
         if waiting:
             self._ring_doorbells()
+
+    def _hand(self, slot: _Slot, fds: list[int], accepted_at: list[float], now: float) -> bool:
+        """Send ``fds`` to a hungry worker in one message, and hold them until taken. False if
+        the worker is gone (or stuck with a full socket): the caller closes the slot, which
+        re-routes them."""
+        count = len(fds)
+        try:
+            sent = slot.sock.sendmsg(
+                [HANDOFF * count],
+                [(socket.SOL_SOCKET, socket.SCM_RIGHTS, array.array("i", fds).tobytes())],
+            )
+        except OSError:
+            sent = 0
+        if not slot.in_flight:
+            slot.since = now
+        slot.in_flight.extend(fds)  # kept until taken: a dead worker's go to the others
+        slot.in_flight_at.extend(accepted_at)
+        self._handed += count
+        slot.recent = _recent(slot, now) + count
+        slot.recent_at = now
+        return sent == count
 
     def _on_answer(self, slot: _Slot) -> None:
         try:
@@ -312,7 +331,7 @@ class RoundRobinHandle(Handle):
         if slot.hungry and slot.active and not slot.queued:
             slot.queued = True
             self._ring.append(slot)
-        if self._waiting:
+        if self._waiting or self._parked:
             self._dispatch()
         self._resume()
 
@@ -368,6 +387,6 @@ class RoundRobinHandle(Handle):
         """Watch the listening socket again, unless the waiting queue is full."""
         if self._accepting or not self._listening or self._closed:
             return
-        if len(self._waiting) < WAITING_MAX and self._any_active():
+        if len(self._waiting) + self._parked < WAITING_MAX and self._any_active():
             self._accepting = True
             self._loop.add_reader(self.sock.fileno(), self._on_acceptable)

@@ -17,6 +17,7 @@ from typing import Any
 
 RESTART_POLICIES = ("always", "on-failure", "never")
 SCHED_NAMES = ("rr", "none", "reuseport")
+STICKY_MODES = ("none", "ip")
 READY_MODES = ("listening", "message")
 
 
@@ -137,6 +138,12 @@ OPTIONS = (
     Option("workers", _workers, "auto", "number of workers, or auto (one per CPU)", "N|auto"),
     Option("sched", _choice(SCHED_NAMES), "rr", "scheduling policy: rr, none or reuseport", "P"),
     Option(
+        "sticky", _choice(STICKY_MODES), "none",
+        "under rr: ip = every connection from one client address goes to the same worker while "
+        "it serves (socket.io long-polling, stateful protocols); none = any free worker",
+        "none|ip",
+    ),
+    Option(
         "restart", _choice(RESTART_POLICIES), "on-failure",
         "restart a worker that exits: always, on-failure or never", "WHEN",
     ),
@@ -224,6 +231,7 @@ OPTIONS = (
 class Config:
     workers: int
     sched: str
+    sticky: str
     restart: str
     graceful_timeout: float
     drain_delay: float
@@ -298,5 +306,10 @@ def resolve(
         except ValueError as exc:
             raise ValueError(f"{source}: {raw!r} is not valid for {option.name}: {exc}") from None
         sources[option.attr] = source
+    if values["sticky"] != "none" and values["sched"] != "rr":
+        raise ValueError(
+            f"{sources['sticky']}: sticky {values['sticky']!r} needs --sched rr (the primary "
+            f"routes each connection), not {values['sched']!r} ({sources['sched']})"
+        )
     assert {f.name for f in fields(Config)} == {*values, "sources"}
     return Config(**values, sources=sources)

@@ -86,6 +86,7 @@ class Supervisor:
         # being refused.
         cluster.setup_primary(
             exec=self.exec, args=self.args, silent=self.config.log_prefix, hold_ports=True,
+            sticky=self.config.sticky,
             **({"preload": list(self.config.preload)} if self.config.preload else {}),
         )  # fmt: skip
         if self.config.pidfile:
