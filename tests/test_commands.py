@@ -31,6 +31,8 @@ from pycluster._commands import (
     Ping,
     Query,
     Reply,
+    Subscribe,
+    Unsubscribe,
     decode,
     encode,
     markdown_table,
@@ -53,6 +55,8 @@ EXAMPLES: list[Command] = [
     Reply(3, {"ok": True, "id": 7, "mode": "rr"}),
     Ping(seq=9),
     Collect(seq=4),
+    Subscribe("chat/room 1"),
+    Unsubscribe("chat/room 1"),
     Collected(4, [{"name": "hits", "type": "counter", "help": "", "mode": None, "samples": []}]),
     Collected(5, [], "ValueError: a collector failed"),
 ]

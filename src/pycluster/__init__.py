@@ -32,6 +32,7 @@ from .sharing._listen import listen
 
 if TYPE_CHECKING:
     from ._primary import Primary
+    from ._publishing import Publishing
     from .metrics._server import MetricsServer
 
 __all__ = [
@@ -63,6 +64,7 @@ __all__ = [
     "off",
     "on",
     "once",
+    "publish",
     "refresh_preload",
     "remove_listener",
     "scheduling_policy",
@@ -70,6 +72,8 @@ __all__ = [
     "settings",
     "setup_master",
     "setup_primary",
+    "subscribe",
+    "unsubscribe",
     "wait",
     "worker",
     "workers",
@@ -153,6 +157,40 @@ def serve_metrics(address: object = "127.0.0.1:9090", *, timeout: float = 2.0) -
             f"serve_metrics(timeout=...) must be a number of seconds > 0, not {timeout!r}"
         )
     return MetricsServer(primary, parsed, timeout=float(timeout))
+
+
+def _publishing(operation: str) -> Publishing:
+    if _runtime.child is None:
+        raise ClusterError(f"{operation} cannot be called in the preload server")
+    return _runtime.child.publishing
+
+
+def publish(topic: str, message: object) -> None:
+    """Send ``message`` to every process subscribed to ``topic`` (this one too, if it is),
+    through the primary; encoded as ``Worker.send`` encodes it (JSON, or pickle when the
+    channel's serialization is pickle). Primary or worker (docs/api.md#publish-and-subscribe)."""
+    if _runtime.primary is not None:
+        _runtime.primary.broker.publish(topic, message)
+    else:
+        _publishing("publish()").publish(topic, message)
+
+
+def subscribe(topic: str, handler: Callable[[Any], object]) -> None:
+    """Call ``handler(message)`` for each publication on ``topic`` from now on, on the channel's
+    thread (the primary's loop thread in the primary). Primary or worker."""
+    if _runtime.primary is not None:
+        _runtime.primary.broker.local.add(topic, handler)
+    else:
+        _publishing("subscribe()").subscribe(topic, handler)
+
+
+def unsubscribe(topic: str, handler: Callable[[Any], object] | None = None) -> None:
+    """Stop calling ``handler`` (every handler of ``topic`` if None); quiet if it was not
+    subscribed. Primary or worker."""
+    if _runtime.primary is not None:
+        _runtime.primary.broker.local.remove(topic, handler)
+    else:
+        _publishing("unsubscribe()").unsubscribe(topic, handler)
 
 
 def wait(timeout: float | None = None) -> bool:

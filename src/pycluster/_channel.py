@@ -139,6 +139,11 @@ class Channel:
     def has_pending(self) -> bool:
         return bool(self._out)
 
+    @property
+    def pending_frames(self) -> int:
+        """Frames (or parts of large ones) queued and not yet written."""
+        return len(self._out)
+
     def flush(self) -> bool:
         """Write as much of the queue as the socket takes; True once it is empty.
 

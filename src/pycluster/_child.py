@@ -48,7 +48,8 @@ from ._events import EventEmitter
 from ._heartbeat import Heartbeat
 from ._messages import Serialization, decode_user, encode_user
 from ._process import emit_safely, exit_for, exit_process, handler_thread
-from ._protocol import COMMAND, Frame, Kind
+from ._protocol import COMMAND, TOPIC, Frame, Kind
+from ._publishing import Publishing
 from ._signals import parse_signal
 from ._spawn import read_markers
 from ._worker import Worker
@@ -137,6 +138,7 @@ class ChildRuntime:
         self.worker = SelfWorker(self, markers.worker_id)
         self.sharing: Sharing | None = None
         self.heartbeat = Heartbeat(self._beat)
+        self.publishing = Publishing(self.write, self._tell, self.serialization)
         self.connected = True
         self._disconnecting = False
         self._exit_when_closed = False
@@ -293,6 +295,11 @@ class ChildRuntime:
             self._replies_changed.notify_all()
 
     def _on_frame(self, frame: Frame) -> None:
+        if frame.kind is TOPIC:
+            for fd in frame.fds:
+                os.close(fd)
+            self.publishing.receive(frame.payload)
+            return
         if frame.kind is COMMAND:
             command = decode(frame, FROM_PRIMARY)
             if isinstance(command, Reply):

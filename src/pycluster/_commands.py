@@ -19,6 +19,7 @@ from typing import Any, ClassVar, TypeVar
 
 from ._errors import ProtocolError
 from ._protocol import Frame, Kind
+from ._topics import TOPIC_MAX
 from .sharing._keys import Address, ListenKey
 
 T = TypeVar("T")
@@ -269,6 +270,31 @@ class Collected(Command):
     open: int = _field(_count, 0)
 
 
+def _topic(value: Any) -> str:
+    text = _text(value)
+    if not 0 < len(text.encode()) <= TOPIC_MAX:
+        raise ValueError(f"a topic of 1 to {TOPIC_MAX} bytes")
+    return text
+
+
+@dataclass(frozen=True)
+class Subscribe(Command):
+    """deliver the publications on `topic` to this worker from now on (a `Kind.TOPIC` frame each)"""
+
+    name = "subscribe"
+    sender = "worker"
+    topic: str = _field(_topic)
+
+
+@dataclass(frozen=True)
+class Unsubscribe(Command):
+    """deliver no more publications on `topic` to this worker"""
+
+    name = "unsubscribe"
+    sender = "worker"
+    topic: str = _field(_topic)
+
+
 @dataclass(frozen=True)
 class Disconnect(Command):
     """please disconnect gracefully"""
@@ -314,7 +340,8 @@ class Collect(Command):
 
 
 COMMANDS: tuple[type[Command], ...] = (
-    Online, Disconnecting, Query, Beat, Collected, Disconnect, Reply, Ping, Collect,
+    Online, Disconnecting, Query, Beat, Collected, Subscribe, Unsubscribe, Disconnect, Reply,
+    Ping, Collect,
 )  # fmt: skip
 #: The commands a worker may send to the primary, by name.
 FROM_WORKER: dict[str, type[Command]] = {c.name: c for c in COMMANDS if c.sender == "worker"}

@@ -21,6 +21,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from . import _process
+from ._broker import Broker
 from ._channel import Channel
 from ._errors import ClusterError
 from ._events import EventEmitter
@@ -64,6 +65,7 @@ class Primary:
             lambda: bool(self.settings.get("hold_ports", False)),
             lambda: self.settings.get("sticky"),
         )
+        self.broker = Broker(self.loop, lambda: self.settings.get("serialization", "json"))
         self.workers: dict[int, PrimaryWorker] = {}
         self.settings: dict[str, Any] = {}
         self._settings_made = False

@@ -29,6 +29,8 @@ from ._commands import (
     Ping,
     Query,
     Reply,
+    Subscribe,
+    Unsubscribe,
     decode,
     encode,
 )
@@ -36,7 +38,7 @@ from ._errors import ChannelClosedError, InvalidTransition, ProtocolError
 from ._lifecycle import transition
 from ._messages import Serialization, decode_user, encode_user
 from ._process import emit_safely
-from ._protocol import COMMAND, Frame, Kind
+from ._protocol import COMMAND, TOPIC, Frame, Kind
 from ._signals import exit_status, parse_signal
 from ._worker import Worker, WorkerProcess, WorkerStats
 from .sharing._keys import Address
@@ -78,6 +80,11 @@ class PrimaryWorker(Worker):
         self.started = time.monotonic()
         #: What the primary last heard of the worker's activity (``ping()`` refreshes it).
         self.stats = WorkerStats()
+
+    @property
+    def serialization(self) -> Serialization:
+        """How the program's messages on this worker's channel are encoded."""
+        return self._serialization
 
     @property
     def pid(self) -> int | None:
@@ -151,6 +158,21 @@ class PrimaryWorker(Worker):
         elif not self._flush_scheduled:
             self._flush_scheduled = True
             self._loop.call_soon(self._flush)
+
+    def queue_publication(self, publication: bytes, limit: int) -> bool:
+        """Queue a publication (loop thread), written at the end of this loop turn with the
+        others; False if the channel is closed or holds ``limit`` frames unwritten."""
+        channel = self._channel
+        if not self._connected or channel.pending_frames >= limit:
+            return False
+        try:
+            channel.queue(TOPIC, publication)
+        except ChannelClosedError:
+            return False
+        if not self._flush_scheduled:
+            self._flush_scheduled = True
+            self._loop.call_soon(self._flush)
+        return True
 
     def _flush(self) -> None:
         self._flush_scheduled = False
@@ -245,10 +267,13 @@ class PrimaryWorker(Worker):
             if channel.closed:
                 return
             try:
-                if frame.kind is COMMAND:
+                if frame.kind is COMMAND or frame.kind is TOPIC:
                     for fd in frame.fds:
                         os.close(fd)
-                    self._on_command(decode(frame, FROM_WORKER))
+                    if frame.kind is TOPIC:
+                        self._primary.broker.forward(self, frame, self._serialization)
+                    else:
+                        self._on_command(decode(frame, FROM_WORKER))
                     continue
                 try:
                     message = decode_user(frame, self._serialization)
@@ -296,6 +321,12 @@ class PrimaryWorker(Worker):
                 if id(sock) not in owned:
                     sock.close()
 
+    def _on_subscribe(self, command: Subscribe) -> None:
+        self._primary.broker.subscribe(self, command.topic)
+
+    def _on_unsubscribe(self, command: Unsubscribe) -> None:
+        self._primary.broker.unsubscribe(self, command.topic)
+
     #: What each command from the worker does (``_commands.FROM_WORKER``).
     _COMMANDS: ClassVar[dict[type[Command], Callable[[PrimaryWorker, Any], None]]] = {
         Online: _on_online,
@@ -303,6 +334,8 @@ class PrimaryWorker(Worker):
         Query: _on_query,
         Beat: _on_beat,
         Collected: _on_collected,
+        Subscribe: _on_subscribe,
+        Unsubscribe: _on_unsubscribe,
     }
 
     def _protocol_error(self, exc: ProtocolError) -> None:
@@ -323,6 +356,7 @@ class PrimaryWorker(Worker):
         if not self._connected:
             return
         self._connected = False
+        self._primary.broker.remove(self)
         waiting, self._collecting = self._collecting, {}
         for on_answer in waiting.values():
             on_answer(None)

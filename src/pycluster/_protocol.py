@@ -42,6 +42,7 @@ class Kind(enum.IntEnum):
     COMMAND = 1  # pycluster's own messages, always JSON
     JSON = 2  # a user message, JSON
     PICKLE = 3  # a user message, pickle (only between peers that opted in)
+    TOPIC = 4  # a publication: its topic, then a user message (``_topics``)
 
 
 class _Marker(enum.Enum):
@@ -66,7 +67,7 @@ class Frame(NamedTuple):
 
 #: The kinds as plain names for the per-frame comparisons: on Python 3.11 ``Kind.JSON`` is a
 #: descriptor call (~100 ns).
-COMMAND, JSON, PICKLE = Kind.COMMAND, Kind.JSON, Kind.PICKLE
+COMMAND, JSON, PICKLE, TOPIC = Kind.COMMAND, Kind.JSON, Kind.PICKLE, Kind.TOPIC
 _unpack_header = HEADER.unpack_from
 _new_tuple = tuple.__new__
 #: Kind by its byte (faster than ``Kind(byte)`` on the hot path).
