@@ -25,7 +25,10 @@ pytestmark = [
 CHAT = str(Path(__file__).resolve().parent.parent / "examples" / "chat" / "app.py")
 
 
-class _FromAddress(requests.adapters.HTTPAdapter):  # type: ignore[misc]
+_HTTPAdapter: Any = requests.adapters.HTTPAdapter
+
+
+class _FromAddress(_HTTPAdapter):  # type: ignore[misc]
     """Every connection of a requests session from one loopback source address."""
 
     def __init__(self, host: str) -> None:
@@ -93,12 +96,15 @@ def test_without_sticky_long_polling_loses_its_session() -> None:
     # What the feature is for: each poll may reach another worker, which has no such session.
     cluster = start("none")
     try:
-        with pytest.raises(
-            (socketio.exceptions.SocketIOError, requests.exceptions.RequestException)
-        ):
+
+        def hundred_round_trips() -> None:
             client = Client(cluster.port(), "127.0.3.2")
             for n in range(100):
                 assert client.echo(n)["data"] == n
+
+        lost = (socketio.exceptions.SocketIOError, requests.exceptions.RequestException)
+        with pytest.raises(lost):
+            hundred_round_trips()
     finally:
         cluster.stop()
 
