@@ -67,3 +67,13 @@ class FakeLoop:
     def readable(self, fd: int) -> None:
         """Run what watches ``fd``, as the loop would once it is readable."""
         self.readers[fd]()
+
+    def run_ready(self, listeners: set[int]) -> None:
+        """Run every watcher once, as a loop turn with everything readable would: the workers'
+        answers first, then the ``listeners`` (the listening sockets)."""
+        for fd in sorted(self.readers, key=lambda fd: fd in listeners):
+            if fd in self.readers:
+                try:
+                    self.readable(fd)
+                except BlockingIOError:
+                    pass

@@ -38,15 +38,7 @@ class Primary:
         return self.registry.query(worker_id, question, self.listening.append)  # type: ignore[arg-type]
 
     def run_ready(self) -> None:
-        """Run every watcher once, as a loop turn with everything readable would: the workers'
-        answers first, then the listening sockets."""
-        listeners = {handle.sock.fileno() for handle in self.registry.handles}
-        for fd in sorted(self.loop.readers, key=lambda fd: fd in listeners):
-            if fd in self.loop.readers:
-                try:
-                    self.loop.readable(fd)
-                except BlockingIOError:
-                    pass
+        self.loop.run_ready({handle.sock.fileno() for handle in self.registry.handles})
 
 
 @pytest.fixture

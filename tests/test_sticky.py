@@ -121,14 +121,7 @@ class Primary:
         return port, ends
 
     def run_ready(self) -> None:
-        """Every watcher once: the workers' answers first, then the listening socket."""
-        listeners = {handle.sock.fileno() for handle in self.registry.handles}
-        for fd in sorted(self.loop.readers, key=lambda fd: fd in listeners):
-            if fd in self.loop.readers:
-                try:
-                    self.loop.readable(fd)
-                except BlockingIOError:
-                    pass
+        self.loop.run_ready({handle.sock.fileno() for handle in self.registry.handles})
 
 
 @pytest.fixture
