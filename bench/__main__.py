@@ -19,7 +19,17 @@ from pathlib import Path
 
 from . import _env
 
-SCENARIOS = ("throughput", "skew", "fairness", "startup", "reload", "ipc", "preload", "metrics")
+SCENARIOS = (
+    "throughput",
+    "skew",
+    "fairness",
+    "startup",
+    "reload",
+    "ipc",
+    "preload",
+    "metrics",
+    "sticky",
+)
 
 
 def main() -> None:

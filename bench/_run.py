@@ -150,6 +150,7 @@ def targets(tables: dict[str, Table]) -> Table:
             _target(rows, f"IPC round trip: {name} / Node", ratio, "<= 1", ratio <= 1)
     _preload_targets(tables, rows)
     _metrics_targets(tables, rows)
+    _sticky_targets(tables, rows)
     return Table("Targets (ratios from this run)", ["what", "measured", "target", ""], rows)
 
 
@@ -174,6 +175,26 @@ def _metrics_targets(tables: dict[str, Table], rows: list[list[str]]) -> None:
         ms = scrape.series["ms"].get("32 workers", nan)
         _target(rows, "metrics: ms per scrape of 32 workers x 100 metrics (for reference)", ms,
                 "", None)  # fmt: skip
+
+
+def _sticky_targets(tables: dict[str, Table], rows: list[list[str]]) -> None:
+    from .sticky import PLAIN, STICKY
+
+    nan = math.nan
+    hot = tables.get("sticky hot path")
+    if hot is not None:
+        rps, us = hot.series["requests/s"], hot.series["µs"]
+        ratio = _ratio(rps.get(STICKY, nan), rps.get(PLAIN, nan))
+        _target(rows, "sticky: connection-per-request throughput, --sticky ip / plain SCHED_RR",
+                ratio, ">= 0.9", ratio >= 0.9)  # fmt: skip
+        ratio = _ratio(us.get(STICKY, nan), us.get(PLAIN, nan))
+        _target(rows, "sticky: the primary's CPU per connection, --sticky ip / plain (for "
+                "reference)", ratio, "", None)  # fmt: skip
+    pubsub = tables.get("pubsub")
+    if pubsub is not None:
+        rate = pubsub.series["publications/s"].get("worker publishes", nan)
+        _target(rows, "publications/s from a worker to 4 subscribed workers (for reference)",
+                rate, "", None)  # fmt: skip
 
 
 def _preload_targets(tables: dict[str, Table], rows: list[list[str]]) -> None:
@@ -287,6 +308,16 @@ def run_all(
         sections.append((tables["metrics hot path"], "requests/s"))
         tables["metrics scrape"] = metrics.scrape_table((2,) if quick else (2, 32), runs)
         sections.append((tables["metrics scrape"], "ms"))
+    if "sticky" in only:
+        from . import sticky
+
+        _say("sticky sessions and publish/subscribe (scenario 11)")
+        hot = sticky.hot_path_table(runs, seconds)
+        if hot is not None:
+            tables["sticky hot path"] = hot
+            sections.append((hot, "requests/s"))
+        tables["pubsub"] = sticky.pubsub_table(runs, 10_000 if quick else 50_000)
+        sections.append((tables["pubsub"], "publications/s"))
     goals = targets(tables)
     sections.insert(0, (goals, ""))
     elapsed = time.monotonic() - started

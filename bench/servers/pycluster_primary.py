@@ -1,7 +1,7 @@
 """A pycluster primary for the benchmarks: WORKERS workers of SERVER under POLICY.
 
     WORKERS=2 POLICY=rr|none|reuseport SERVER=path/to/server.py [PRELOAD=mod,...] \
-        [METRICS=HOST:PORT] python pycluster_primary.py
+        [METRICS=HOST:PORT] [STICKY=ip] python pycluster_primary.py
 
 Prints ``ready N PID`` once N workers listen. On SIGUSR1 it pings every worker and prints
 ``stats`` and a JSON list of the connections each accepted (pycluster's own counters). With
@@ -29,7 +29,10 @@ def main() -> None:
     workers = int(os.environ.get("WORKERS", "2"))
     cluster.scheduling_policy = POLICIES[os.environ.get("POLICY", "rr")]
     preload = [name for name in os.environ.get("PRELOAD", "").split(",") if name]
-    cluster.setup_primary(exec=os.environ["SERVER"], **({"preload": preload} if preload else {}))
+    extra: dict[str, object] = {"preload": preload} if preload else {}
+    if os.environ.get("STICKY"):
+        extra["sticky"] = os.environ["STICKY"]
+    cluster.setup_primary(exec=os.environ["SERVER"], **extra)
     if os.environ.get("METRICS"):
         cluster.serve_metrics(os.environ["METRICS"])
     listening = 0
