@@ -9,8 +9,8 @@ from __future__ import annotations
 import sys
 import types
 import warnings
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import _runtime
 from ._errors import (
@@ -24,6 +24,7 @@ from ._errors import (
     ProtocolError,
 )
 from ._events import EventEmitter
+from ._handover import HandoverError
 from ._settings import SCHED_NONE, SCHED_REUSEPORT, SCHED_RR, SchedulingPolicy
 from ._worker import Worker, WorkerStats
 from .sharing._exclusive import exclusive
@@ -49,9 +50,11 @@ __all__ = [
     "PeerGoneError",
     "PreloadError",
     "ProtocolError",
+    "HandoverError",
     "SchedulingPolicy",
     "Worker",
     "WorkerStats",
+    "adopt",
     "disconnect",
     "emit",
     "exclusive",
@@ -65,6 +68,7 @@ __all__ = [
     "on",
     "once",
     "publish",
+    "reexec",
     "refresh_preload",
     "remove_listener",
     "scheduling_policy",
@@ -191,6 +195,32 @@ def unsubscribe(topic: str, handler: Callable[[Any], object] | None = None) -> N
         _runtime.primary.broker.local.remove(topic, handler)
     else:
         _publishing("unsubscribe()").unsubscribe(topic, handler)
+
+
+def reexec(
+    argv: Sequence[str],
+    *,
+    env: Mapping[str, str] | None = None,
+    state: Callable[[], object] | None = None,
+) -> NoReturn:
+    """Replace this primary's program with ``argv`` (``execve``: the same process, the same
+    pid) and keep the workers running: the new program's ``adopt()`` takes them over.
+
+    ``state()``, if given, runs once nothing more can happen to the workers (no event comes
+    after it starts) and returns what the new program's ``adopt()`` returns (JSON values).
+    Descriptors the program wants to keep it makes inheritable itself. Returns only by raising:
+    ``OSError`` if the exec failed (everything goes on as before), ``HandoverError`` if
+    something cannot cross. Primary only, not from an event handler (docs/api.md#reexec).
+    """
+    _primary("reexec()").reexec(argv, env, state)
+
+
+def adopt() -> Any:
+    """In a program started by ``reexec()``: take over the previous program's workers (they are
+    in ``workers`` from now on, and their events come) and return its ``state()``; None in any
+    other program. Call it after registering the event handlers, before ``setup_primary`` or
+    ``fork``. Primary only."""
+    return _primary("adopt()").adopt()
 
 
 def wait(timeout: float | None = None) -> bool:

@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ._errors import ProtocolError
 from ._messages import Serialization, decode_user, encode_user
@@ -74,6 +74,20 @@ class Broker:
         if kind is PICKLE and serialization != "pickle":
             raise ProtocolError("bad publication: a pickle message on a JSON channel is refused")
         self._fan_out(topic, frame.payload, kind is PICKLE, serialization)
+
+    # -- a hand-over (``_handover``) -------------------------------------------------------------
+
+    def export(self) -> dict[str, Any]:
+        """The workers' subscriptions and the counts (the primary's own subscribers are its
+        program's code: the next program subscribes again)."""
+        return {"topics": self.topics(), "counts": [self.published, self.delivered, self.dropped]}
+
+    def adopt(self, record: dict[str, Any], workers: dict[int, PrimaryWorker]) -> None:
+        for topic, ids in record["topics"].items():
+            for worker_id in ids:
+                if worker_id in workers:
+                    self.subscribe(workers[worker_id], topic)
+        self.published, self.delivered, self.dropped = record["counts"]
 
     # -- the primary's own (any thread) ----------------------------------------------------------
 

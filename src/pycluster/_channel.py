@@ -16,6 +16,7 @@ from collections import deque
 from collections.abc import Sequence
 
 from ._errors import DisconnectedError, PeerGoneError, ProtocolError
+from ._handover import Carry, decode_bytes, encode_bytes
 from ._protocol import (
     DEFAULT_MAX_PAYLOAD,
     HEADER,
@@ -210,6 +211,40 @@ class Channel:
     def frames(self) -> list[Frame]:
         """The complete frames decoded so far. Raises ``RemoteProtocolError``."""
         return self.decoder.next_frames()
+
+    # -- a hand-over (``_handover``) -----------------------------------------------------------
+
+    def export(self, carry: Carry) -> dict[str, object]:
+        """This channel for the next program of the process: its socket, what was read of a
+        frame not complete yet, and what is queued and not written (with their descriptors).
+        Nothing changes here: if the exec fails, the channel goes on as it was."""
+        unread, unread_fds = self.decoder.unread()
+        with self.lock:
+            unsent = [
+                [encode_bytes(bytes(p.data)), [carry.fd(fd) for fd in p.fds]] for p in self._out
+            ]
+        return {
+            "fd": carry.fd(self.sock),
+            "unread": encode_bytes(unread),
+            "unread_fds": [carry.fd(fd) for fd in unread_fds],
+            "unsent": unsent,
+        }
+
+    @classmethod
+    def adopted(cls, record: dict[str, object]) -> Channel:
+        """The channel ``export`` described, in the new program (non-blocking, as the
+        primary's are)."""
+        sock = socket.socket(fileno=int(record["fd"]))  # type: ignore[call-overload]
+        sock.setblocking(False)
+        channel = cls(sock)
+        unread = decode_bytes(str(record["unread"]))
+        fds = [int(fd) for fd in record["unread_fds"]]  # type: ignore[attr-defined]
+        channel.decoder.hold_fds(fds)
+        if unread:
+            channel.decoder.receive_data(unread)
+        for data, pending_fds in record["unsent"]:  # type: ignore[attr-defined]
+            channel._out.append(_Pending(decode_bytes(data), [int(fd) for fd in pending_fds]))
+        return channel
 
     # -- closing ------------------------------------------------------------------------------
 

@@ -58,6 +58,8 @@ class Loop:
         self.ident: int | None = None
         self._started = False
         self._start_lock = threading.Lock()
+        #: While held (``hold``), only this poller (the wake-up pipe) is watched.
+        self._held: _Poller | None = None
 
     def start(self) -> None:
         with self._start_lock:
@@ -98,6 +100,18 @@ class Loop:
 
         self.call_soon(call)
         return future.result()
+
+    def hold(self, held: bool) -> None:
+        """Stop watching every descriptor but the wake-up pipe (True), or watch them again
+        (False); callbacks still run meanwhile. Loop thread. A hand-over holds the loop so that
+        nothing happens to the state it describes."""
+        if held and self._held is None:
+            self._held = select.epoll() if hasattr(select, "epoll") else select.poll()
+            self._held.register(self._wake_r, select.POLLIN)
+        elif not held and self._held is not None:
+            held_poller, self._held = self._held, None
+            if hasattr(held_poller, "close"):
+                held_poller.close()
 
     def add_reader(self, fd: int, callback: Callback) -> None:
         self._set(fd, callback, 0)
@@ -145,7 +159,7 @@ class Loop:
         callbacks = self._callbacks
         ready = self._ready
         while True:
-            for fd, mask in poll(0 if ready else None):
+            for fd, mask in (poll if self._held is None else self._held.poll)(0 if ready else None):
                 pair = callbacks.get(fd)
                 if pair is None:
                     continue  # unregistered by a callback of this same turn

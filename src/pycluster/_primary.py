@@ -17,10 +17,10 @@ import sys
 import threading
 import time
 import types
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, NoReturn
 
-from . import _process
+from . import _handover, _process, _reexec
 from ._broker import Broker
 from ._channel import Channel
 from ._errors import ClusterError
@@ -68,10 +68,13 @@ class Primary:
         self.broker = Broker(self.loop, lambda: self.settings.get("serialization", "json"))
         self.workers: dict[int, PrimaryWorker] = {}
         self.settings: dict[str, Any] = {}
-        self._settings_made = False
+        self.settings_made = False
         self.scheduling_policy = policy_from_env(os.environ)
         self.policy_frozen = False
-        self._next_id = 1
+        self.next_id = 1
+        #: This process was re-executed by ``cluster.reexec()``: its previous program's workers
+        #: wait for ``adopt()``.
+        self.handover_pending = _handover.ENV in os.environ
         self._lock = threading.Lock()
         self._idle = threading.Condition()
         self._on_empty: list[Callable[[], object]] = []
@@ -94,6 +97,7 @@ class Primary:
         self.scheduling_policy = policy
 
     def setup(self, settings: Mapping[str, Any]) -> None:
+        self._check_adopted("setup_primary()")
         checked = validate(settings)
         if checked.get("preload"):
             check_supported()
@@ -112,7 +116,7 @@ class Primary:
             current = {**self.settings, **checked}
             merged = {**defaults(current), **current}
             self.settings = merged
-            self._settings_made = True
+            self.settings_made = True
             view = types.MappingProxyType(dict(merged))
         self._start()
         self.loop.call_soon(emit_safely, self.emitter, "setup", view)
@@ -120,11 +124,12 @@ class Primary:
     # -- fork ------------------------------------------------------------------------------
 
     def fork(self, env: Mapping[str, str] | None) -> PrimaryWorker:
+        self._check_adopted("fork()")
         extra = _check_env(env)
         with self._lock:
-            if not self._settings_made:
+            if not self.settings_made:
                 self.settings = defaults({})
-                self._settings_made = True
+                self.settings_made = True
             settings = dict(self.settings)
             self.policy_frozen = True
         self._start()
@@ -143,7 +148,7 @@ class Primary:
     def refresh_preload(self) -> float:
         """A new zygote imports the code afresh; later forks come from it."""
         with self._lock:
-            settings = dict(self.settings) if self._settings_made else defaults({})
+            settings = dict(self.settings) if self.settings_made else defaults({})
         if not settings.get("preload"):
             raise ClusterError("refresh_preload(): the setting 'preload' names no module")
         self._start()
@@ -152,7 +157,7 @@ class Primary:
     def _spawn(
         self, extra: dict[str, str], settings: dict[str, Any], zygote: Zygote | None
     ) -> PrimaryWorker:
-        worker_id = self._next_id
+        worker_id = self.next_id
         serialization: Serialization = settings.get("serialization", "json")
         parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -169,13 +174,13 @@ class Primary:
             raise
         finally:
             child.close()
-        self._next_id += 1
+        self.next_id += 1
         parent.setblocking(False)
         worker = PrimaryWorker(self, worker_id, process, Channel(parent), serialization)
         self.workers[worker_id] = worker
         self.loop.call_soon(emit_safely, self.emitter, "fork", worker)
         self.loop.add_reader(parent.fileno(), worker.on_readable)
-        self._watch_exit(worker, process)
+        self.watch_exit(worker)
         return worker
 
     def _popen(
@@ -201,8 +206,10 @@ class Primary:
             chosen = ("inherit", "pipe", "pipe") if settings.get("silent") else ("inherit",) * 3
         return [_STDIO[item] if isinstance(item, str) else item for item in chosen]
 
-    def _watch_exit(self, worker: PrimaryWorker, process: WorkerProcess) -> None:
+    def watch_exit(self, worker: PrimaryWorker) -> None:
         """Call ``worker.on_exit`` on the loop when the process ends (pidfd, else a thread)."""
+        process = worker.process
+        assert process is not None
         pidfd_open = getattr(os, "pidfd_open", None)
         if pidfd_open is not None:
             try:
@@ -224,6 +231,58 @@ class Primary:
             self.loop.call_soon(worker.on_exit)
 
         threading.Thread(target=wait, name=f"pycluster-wait-{worker.id}", daemon=True).start()
+
+    # -- a hand-over to the next program of this process (``_reexec``) ----------------------
+
+    def reexec(
+        self,
+        argv: Sequence[str],
+        env: Mapping[str, str] | None,
+        state: Callable[[], object] | None,
+    ) -> NoReturn:
+        self._check_adopted("reexec()")
+        if self.loop.in_loop_thread():
+            raise ClusterError("cluster.reexec() cannot be called from an event handler")
+        _reexec.reexec(self, argv, env, state)
+
+    def adopt(self) -> object:
+        """Take over the workers the previous program handed over; its state (None if this
+        program was not started by ``reexec``)."""
+        if self.loop.in_loop_thread():
+            raise ClusterError("cluster.adopt() cannot be called from an event handler")
+        with self._lock:
+            if not self.handover_pending:
+                return None
+            self.handover_pending = False
+        snapshot = _handover.read(os.environ)
+        if snapshot is None:
+            return None
+        self._start()
+        return _reexec.adopt(self, snapshot)
+
+    def restore_settings(
+        self,
+        settings: dict[str, Any],
+        *,
+        made: bool,
+        policy: SchedulingPolicy,
+        frozen: bool,
+        next_id: int,
+    ) -> None:
+        """The previous program's settings, as they were (a hand-over)."""
+        with self._lock:
+            self.settings = settings
+            self.settings_made = made
+            self.scheduling_policy = policy
+            self.policy_frozen = frozen
+            self.next_id = next_id
+
+    def _check_adopted(self, operation: str) -> None:
+        if self.handover_pending:
+            raise ClusterError(
+                f"{operation}: this process was re-executed by cluster.reexec() and its previous "
+                "program's workers are still running: call cluster.adopt() first"
+            )
 
     # -- the workers map, idleness, disconnect ----------------------------------------------
 
@@ -310,6 +369,8 @@ class Primary:
         """Like Node's event loop: the primary lives on while it has workers."""
         if self._main_crashed or _process.exiting:
             return
+        if self.handover_pending:
+            self.adopt()  # the previous program's workers: watched, waited for
         try:
             self.wait(None)
             # Threads that handlers started after the interpreter's own wait for threads.

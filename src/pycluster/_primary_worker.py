@@ -35,6 +35,8 @@ from ._commands import (
     encode,
 )
 from ._errors import ChannelClosedError, InvalidTransition, ProtocolError
+from ._forked import ForkedProcess
+from ._handover import Carry
 from ._lifecycle import transition
 from ._messages import Serialization, decode_user, encode_user
 from ._process import emit_safely
@@ -383,6 +385,63 @@ class PrimaryWorker(Worker):
         self._primary.remove(self)
         self._primary.emit_pair(self, "exit", code, signame)
         self._primary.check_idle()
+
+    # -- a hand-over (``_handover``) ---------------------------------------------------------
+
+    def export(self, carry: Carry) -> dict[str, Any]:
+        """This worker for the next program of the process: the process (its pid: it stays
+        this process's child), the channel, the pipes of its stdio, the state (loop thread;
+        nothing changes here)."""
+        process = self.process
+        assert process is not None
+        args = getattr(process, "args", [])
+        return {
+            "id": self.id,
+            "pid": process.pid,
+            "args": [str(a) for a in args] if isinstance(args, (list, tuple)) else [str(args)],
+            "state": self.state,
+            "connected": self._connected,
+            "disconnect_asked": self._disconnect_asked,
+            "exited_after_disconnect": self.exited_after_disconnect,
+            "serialization": self._serialization,
+            "started": self.started,
+            "channel": self._channel.export(carry) if self._connected else None,
+            "stdio": [
+                carry.fd(pipe) if pipe is not None else None
+                for pipe in (process.stdin, process.stdout, process.stderr)
+            ],
+        }
+
+    @classmethod
+    def adopted(cls, primary: Primary, record: dict[str, Any]) -> PrimaryWorker:
+        """The worker ``export`` described, in the new program (not watched yet: the caller
+        adds its channel to the loop and watches its exit)."""
+        stdin, stdout, stderr = (
+            None if fd is None else open(fd, mode, closefd=True)  # noqa: SIM115
+            for fd, mode in zip(record["stdio"], ("wb", "rb", "rb"), strict=True)
+        )
+        process = ForkedProcess(record["pid"], record["args"], stdin, stdout, stderr)
+        if record["channel"] is not None:
+            channel = Channel.adopted(record["channel"])
+        else:  # disconnected, not exited yet: a closed channel, as the old program had
+            mine, theirs = socket.socketpair()
+            theirs.close()
+            channel = Channel(mine)
+            channel.close()
+        worker = cls(primary, record["id"], process, channel, record["serialization"])
+        worker.state = record["state"]
+        worker._connected = record["connected"]
+        worker._disconnect_asked = record["disconnect_asked"]
+        worker.exited_after_disconnect = record["exited_after_disconnect"]
+        worker.started = record["started"]
+        return worker
+
+    def resume(self) -> None:
+        """Adopted: read the channel again, write what was left unwritten (loop thread)."""
+        if self._connected:
+            self._loop.add_reader(self._channel.fd, self.on_readable)
+            if self._channel.has_pending:
+                self._flush()
 
     def _drain(self) -> None:
         """Read a dead worker's last messages, up to the end of its channel.

@@ -192,6 +192,20 @@ class FrameDecoder:
             assert isinstance(event, Frame)
             frames.append(event)
 
+    def unread(self) -> tuple[bytes, list[int]]:
+        """What was received and not yet returned as frames (a partial frame: its header too)
+        and the descriptors held for it, without consuming them: for a hand-over, whose new
+        decoder gets them back with ``receive_data``."""
+        rest = bytes(self._buf[self._pos :])
+        if self._header is not None:
+            kind, nfds, length = self._header
+            rest = encode_header(kind, length, nfds) + rest
+        return rest, list(self._fds)
+
+    def hold_fds(self, fds: Iterable[int]) -> None:
+        """Descriptors that came before the bytes of their frame (a hand-over's)."""
+        self._fds.extend(fds)
+
     def take_unclaimed_fds(self) -> list[int]:
         """Descriptors received that no returned frame claimed (to be closed by the caller)."""
         fds = list(self._fds)

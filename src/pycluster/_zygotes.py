@@ -191,8 +191,9 @@ class Zygote:
             os.close(fd)
         return message
 
-    def close(self) -> None:
-        """End it (it exits at the end of its socket) and reap it, in the background."""
+    def close(self, *, wait: bool = False) -> None:
+        """End it (it exits at the end of its socket) and reap it, in the background (or now,
+        with ``wait``: before an exec, which would end the thread and leave a zombie)."""
         if self._closed:
             return
         self._closed = True
@@ -206,7 +207,10 @@ class Zygote:
                 process.kill()
                 process.wait()
 
-        threading.Thread(target=reap, name="pycluster-zygote-reap", daemon=True).start()
+        if wait:
+            reap()
+        else:
+            threading.Thread(target=reap, name="pycluster-zygote-reap", daemon=True).start()
 
 
 class Preloader:
@@ -249,9 +253,11 @@ class Preloader:
                 self._zygote = None
         zygote.close()
 
-    def close(self) -> None:
+    def close(self, *, wait: bool = False) -> None:
         with self._lock:
-            self._replace(None)
+            old, self._zygote = self._zygote, None
+        if old is not None:
+            old.close(wait=wait)
 
     def _replace(self, new: Zygote | None) -> Zygote:
         old, self._zygote = self._zygote, new

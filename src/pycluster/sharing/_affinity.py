@@ -17,6 +17,7 @@ from __future__ import annotations
 import zlib
 from collections import Counter, OrderedDict
 from collections.abc import Collection
+from typing import Any
 
 #: Seconds after a client's last connection when it may go to another worker.
 IDLE_S = 600.0
@@ -85,6 +86,16 @@ class Affinity:
             del self._table[client]
         self._held.pop(worker_id, None)
         return len(gone)
+
+    def export(self) -> list[list[Any]]:
+        """The table, least recently seen first: [client, worker id, when last seen]."""
+        return [[client, worker_id, seen] for client, (worker_id, seen) in self._table.items()]
+
+    def adopt(self, entries: list[list[Any]]) -> None:
+        """The table ``export`` wrote (in a new program of the same process: the same clock)."""
+        for client, worker_id, seen in entries:
+            self._table[str(client)] = (int(worker_id), float(seen))
+            self._held[int(worker_id)] += 1
 
     def _expire(self, now: float) -> None:
         table, limit = self._table, now - self._idle

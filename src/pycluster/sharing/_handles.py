@@ -12,6 +12,7 @@ import socket
 from collections.abc import Callable
 from typing import Any
 
+from .._handover import Carry
 from ._keys import Address, ListenKey
 from ._wire import BindReply, Mode
 
@@ -78,3 +79,21 @@ class Handle:
 
     def close(self) -> None:
         self.sock.close()
+
+    # -- a hand-over (``_handover``): what a subclass holds beyond this, it adds -------------
+
+    def export(self, carry: Carry) -> dict[str, Any]:
+        """This handle for the next program of the process (nothing changes here)."""
+        return {
+            "id": self.id,
+            "key": self.key.to_json(),
+            "fd": carry.fd(self.sock),
+            "holders": sorted(self.holders),
+            "keep": self.keep_when_unheld,
+        }
+
+    def adopt(self, record: dict[str, Any]) -> None:
+        """Take the state ``export`` wrote (loop thread; the handle is new, on the same
+        socket)."""
+        self.holders = set(record["holders"])
+        self.keep_when_unheld = bool(record["keep"])

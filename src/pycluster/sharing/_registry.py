@@ -14,9 +14,10 @@ import os
 import socket
 from collections import Counter
 from collections.abc import Callable, MutableMapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._commands import Bind, Close, Held, Listen, Listening, Question
+from .._handover import Carry
 from .._settings import SchedulingPolicy
 from . import _activation
 from ._handles import Handle, Reply, open_socket
@@ -28,6 +29,15 @@ from ._sticky import StickyHandle
 
 if TYPE_CHECKING:
     from .._loop import Loop
+
+
+#: A handle's class in a hand-over's snapshot.
+_KINDS: dict[str, type[Handle]] = {
+    "rr": RoundRobinHandle,
+    "sticky": StickyHandle,
+    "shared": SharedHandle,
+    "reuseport": ReusePortHandle,
+}
 
 
 def _error(exc: OSError) -> Reply:
@@ -236,3 +246,45 @@ class Registry:
     @property
     def handles(self) -> list[Handle]:
         return list(self._by_id.values())
+
+    # -- a hand-over (``_handover``) ---------------------------------------------------------
+
+    def export(self, carry: Carry) -> dict[str, Any]:
+        """Every handle (with its socket and its policy's state), the keys that find them, the
+        sockets systemd passed that no worker bound yet."""
+        kinds = {cls: name for name, cls in _KINDS.items()}
+        return {
+            "next_id": self._next_id,
+            "handles": [
+                {"kind": kinds[type(handle)], **handle.export(carry)}
+                for handle in self._by_id.values()
+            ],
+            "keys": [[key.to_json(), handle.id] for key, handle in self._by_key.items()],
+            "inherited": [carry.fd(sock) for sock in self._inherited],
+            "inherited_taken": self._inherited_taken,
+            "reuse_addr": sorted(self._reuse_addr),
+            "extra_holds": [[h, w, n] for (h, w), n in self._extra_holds.items()],
+            "unix_files": [[dev, ino, h.id] for (dev, ino), h in self._unix_files.items()],
+        }
+
+    def adopt(self, record: dict[str, Any]) -> None:
+        """The state ``export`` wrote (loop thread, in the new program, before any query)."""
+        self._next_id = record["next_id"]
+        for entry in record["handles"]:
+            cls = _KINDS[entry["kind"]]
+            key = ListenKey.from_json(entry["key"])
+            sock = socket.socket(fileno=entry["fd"])
+            handle = (
+                cls(entry["id"], key, sock, loop=self._loop)
+                if issubclass(cls, RoundRobinHandle)
+                else cls(entry["id"], key, sock)
+            )
+            self._by_id[handle.id] = handle
+            handle.adopt(entry)
+        for key, handle_id in record["keys"]:
+            self._by_key[ListenKey.from_json(key)] = self._by_id[handle_id]
+        self._inherited = [socket.socket(fileno=fd) for fd in record["inherited"]]
+        self._inherited_taken = record["inherited_taken"]
+        self._reuse_addr = {(h, w) for h, w in record["reuse_addr"]}
+        self._extra_holds = Counter({(h, w): n for h, w, n in record["extra_holds"]})
+        self._unix_files = {(d, i): self._by_id[h] for d, i, h in record["unix_files"]}

@@ -37,8 +37,9 @@ import socket
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from .._handover import Carry
 from . import _wire
 from ._handles import Handle, Reply
 from ._wire import DOORBELL, HANDOFF, HANDOFF_MAX, Mode
@@ -219,6 +220,67 @@ class RoundRobinHandle(Handle):
             waits=tuple(self._waits),
             waited=self._waited,
         )
+
+    # -- a hand-over (``_handover``) ---------------------------------------------------------
+
+    def export(self, carry: Carry) -> dict[str, Any]:
+        """Every worker's handoff socket with what it holds untaken, what waits, the counts."""
+        return {
+            **super().export(carry),
+            "listening": self._listening,
+            "slots": [self._export_slot(slot, carry) for slot in self._slots],
+            "waiting": [carry.fd(fd) for fd in self._waiting],
+            "waiting_at": list(self._waiting_at),
+            "clients": {str(fd): self._clients[fd] for fd in self._waiting if fd in self._clients}
+            if self._clients is not None
+            else None,
+            "counts": [self.accepted, self._handed, self._taken, self._rerouted, self._waited],
+            "waits": self._waits,
+        }
+
+    def _export_slot(self, slot: _Slot, carry: Carry) -> dict[str, Any]:
+        return {
+            "worker": slot.worker_id,
+            "fd": carry.fd(slot.sock),
+            "in_flight": [carry.fd(fd) for fd in slot.in_flight],
+            "in_flight_at": list(slot.in_flight_at),
+            "flags": [slot.active, slot.hungry, slot.rung],
+            "since": slot.since,
+            "recent": [slot.recent, slot.recent_at],
+        }
+
+    def adopt(self, record: dict[str, Any]) -> None:
+        """The exported state, then back to work: the answers that came meanwhile are read,
+        what waits is handed, the listening socket watched again."""
+        super().adopt(record)
+        self._listening = bool(record["listening"])
+        self._waiting.extend(record["waiting"])
+        self._waiting_at.extend(record["waiting_at"])
+        if record["clients"] is not None and self._clients is not None:
+            self._clients.update({int(fd): host for fd, host in record["clients"].items()})
+        self.accepted, self._handed, self._taken, self._rerouted, self._waited = record["counts"]
+        self._waits = list(record["waits"])
+        for entry in record["slots"]:
+            sock = socket.socket(fileno=entry["fd"])
+            sock.setblocking(False)
+            slot = self.SLOT(entry["worker"], sock)
+            self._adopt_slot(slot, entry)
+            self._slots.add(slot)
+            if slot.hungry and slot.active:
+                slot.queued = True
+                self._ring.append(slot)
+        for slot in list(self._slots):
+            self._loop.add_reader(slot.fd, lambda slot=slot: self._on_answer(slot))  # type: ignore[misc]
+        if self._waiting or self._parked:
+            self._dispatch()
+        self._resume()
+
+    def _adopt_slot(self, slot: _Slot, entry: dict[str, Any]) -> None:
+        slot.in_flight.extend(entry["in_flight"])
+        slot.in_flight_at.extend(entry["in_flight_at"])
+        slot.active, slot.hungry, slot.rung = entry["flags"]
+        slot.since = entry["since"]
+        slot.recent, slot.recent_at = entry["recent"]
 
     # -- the hot path -----------------------------------------------------------------------
 

@@ -7,7 +7,9 @@ the kernel's: it spreads the connections (unevenly: the last waiter is woken fir
 from __future__ import annotations
 
 import socket
+from typing import Any
 
+from .._handover import Carry
 from ._handles import Handle, Reply
 from ._wire import Mode
 
@@ -25,6 +27,13 @@ class SharedHandle(Handle):
     def bind(self, worker_id: int) -> Reply:
         self.holders.add(worker_id)
         return self.bind_reply(), [self.sock]
+
+    def export(self, carry: Carry) -> dict[str, Any]:
+        return {**super().export(carry), "listening": self._listening}
+
+    def adopt(self, record: dict[str, Any]) -> None:
+        super().adopt(record)
+        self._listening = bool(record["listening"])
 
     def listen(self, worker_id: int, backlog: int) -> Reply:
         if self.key.type == socket.SOCK_STREAM and not self._listening:

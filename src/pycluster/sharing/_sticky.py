@@ -15,7 +15,9 @@ from __future__ import annotations
 import os
 import time
 from collections import deque
+from typing import Any
 
+from .._handover import Carry
 from ._affinity import Affinity
 from ._handles import Reply
 from ._rr import RoundRobinHandle, _Slot
@@ -126,6 +128,29 @@ class StickyHandle(RoundRobinHandle):
             self._waiting_at.extendleft(reversed(slot.parked_at))
             slot.parked.clear()
             slot.parked_at.clear()
+
+    def _export_slot(self, slot: _Slot, carry: Carry) -> dict[str, Any]:
+        assert isinstance(slot, _StickySlot)
+        return {
+            **super()._export_slot(slot, carry),
+            "parked": [carry.fd(fd) for fd in slot.parked],
+            "parked_at": list(slot.parked_at),
+        }
+
+    def _adopt_slot(self, slot: _Slot, entry: dict[str, Any]) -> None:
+        assert isinstance(slot, _StickySlot)
+        super()._adopt_slot(slot, entry)
+        slot.parked.extend(entry["parked"])
+        slot.parked_at.extend(entry["parked_at"])
+        self._parked += len(slot.parked)
+
+    def export(self, carry: Carry) -> dict[str, Any]:
+        """With each client's worker (the table), so that no client moves across the exec."""
+        return {**super().export(carry), "affinity": self.affinity.export()}
+
+    def adopt(self, record: dict[str, Any]) -> None:
+        self.affinity.adopt(record["affinity"])
+        super().adopt(record)
 
     def untaken(self, worker_id: int) -> tuple[int, float | None]:
         """Handed and untaken, and parked for it: a stuck worker's clients wait on it."""
