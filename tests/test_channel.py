@@ -129,3 +129,43 @@ def test_a_receive_buffer_costs_memory_only_where_a_read_reached() -> None:
             end.close()
         for _, b in pairs:
             b.close()
+
+
+def test_a_channel_handed_over_goes_on_mid_frame_with_its_queue_and_descriptors() -> None:
+    """``export``/``adopted`` (a hand-over, ``_reexec``): half a frame read, frames queued and
+    unwritten with a descriptor, all taken up by a new Channel on the same socket (the old
+    object is dropped, as an exec drops it)."""
+    from pycluster._handover import Carry
+
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    b.setblocking(False)
+    old, peer = Channel(a), Channel(b)
+    frame = encode_frame(Kind.JSON, b'"half and half"')
+    peer.sock.send(frame[:7])  # the header and a bit: read, not a frame yet
+    assert read_all(old) == []
+    r, w = os.pipe()
+    old.queue(Kind.JSON, b'"queued"', [r])
+    old.queue(Kind.JSON, b'"second"')
+    carry = Carry()
+    record = old.export(carry)
+    assert len(carry.fds) == 2  # the socket and the queued frame's descriptor
+    new = Channel.adopted(record)
+    a.detach()  # the old program's object: gone with the exec, it closes nothing
+    peer.sock.send(frame[7:])
+    new.receive()
+    assert [f.payload for f in new.frames()] == [b'"half and half"']
+    assert new.has_pending
+    assert new.flush()
+    frames: list[Frame] = []
+    while len(frames) < 2:
+        peer.receive()
+        frames += peer.frames()
+    assert [f.payload for f in frames] == [b'"queued"', b'"second"']
+    assert len(frames[0].fds) == 1
+    os.write(w, b"!")
+    assert os.read(frames[0].fds[0], 1) == b"!"
+    for fd in (r, w, *frames[0].fds):
+        os.close(fd)
+    new.close()
+    peer.close()

@@ -21,6 +21,7 @@ APP = Path(__file__).resolve().parent / "apps" / "loaded_modules.py"
 PRIMARY_SIDE = {
     "pycluster._primary",
     "pycluster._primary_worker",
+    "pycluster._reexec",
     "pycluster._loop",
     "pycluster.sharing._registry",
     "pycluster.sharing._handles",

@@ -93,3 +93,24 @@ def test_a_hang_up_wakes_the_reader(loop: Loop) -> None:
         loop.run_sync(loop.add_reader, a.fileno(), on_readable)
         b.close()
         assert ended.wait(10)
+
+
+def test_a_held_loop_reads_nothing_but_still_runs_callbacks(loop: Loop) -> None:
+    """``hold`` (a hand-over): readers wait, callbacks run; released, the readers fire."""
+    a, b = socket.socketpair()
+    fired = threading.Event()
+
+    def on_readable() -> None:
+        a.recv(10)
+        fired.set()
+
+    loop.run_sync(loop.add_reader, a.fileno(), on_readable)
+    loop.run_sync(loop.hold, True)
+    b.send(b"x")
+    assert loop.run_sync(lambda: "ran") == "ran"
+    assert not fired.wait(0.3)
+    loop.run_sync(loop.hold, False)
+    assert fired.wait(10)
+    loop.run_sync(loop.remove_reader, a.fileno())
+    a.close()
+    b.close()

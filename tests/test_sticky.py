@@ -265,3 +265,36 @@ def test_a_leaving_worker_hands_its_parked_clients_on(sticky: Primary) -> None:
     assert [peer_of(fd) for fd in fds] == ["127.0.2.1"]
     first.close()
     second.close()
+
+
+def test_a_hand_over_keeps_every_client_on_its_worker_and_what_was_held(sticky: Primary) -> None:
+    """``Registry.export``/``adopt`` (cluster.reexec): the table, the handoff sockets and the
+    connections accepted but not handed cross to a new registry on the same descriptors."""
+    from pycluster._handover import Carry
+
+    port, ends = sticky.listen(2)
+    hosts = [f"127.0.0.{i}" for i in range(2, 12)]
+    clients = [connect_from(host, port) for host in hosts]
+    owner = {peer: w for w, peers in serve_round(sticky, ends).items() for peer in peers}
+    assert len(owner) == len(hosts)
+    clients += [connect_from(host, port) for host in hosts]  # accepted, waiting: nobody hungry
+    sticky.run_ready()
+    carry = Carry()
+    record = sticky.registry.export(carry)
+    (handle,) = record["handles"]
+    assert handle["kind"] == "sticky"
+    assert sorted(entry[0] for entry in handle["affinity"]) == sorted(hosts)
+    assert sum(len(slot["parked"]) for slot in handle["slots"]) + len(handle["waiting"]) == 10
+    after = Primary("ip")
+    after.registry.adopt(record)
+    try:
+        assert [h.holders for h in after.registry.handles] == [{1, 2}]
+        got = serve_round(after, ends)
+        assert sorted(p for peers in got.values() for p in peers) == sorted(hosts)
+        for worker_id, peers in got.items():
+            assert all(owner[peer] == worker_id for peer in peers), "no client moved"
+    finally:
+        after.registry.close_all()
+        sticky.registry = Registry(sticky.loop, lambda: SchedulingPolicy.RR)  # type: ignore[arg-type]
+        for client in clients:
+            client.close()

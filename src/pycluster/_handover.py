@@ -19,7 +19,6 @@ from __future__ import annotations
 import base64
 import json
 import os
-import tempfile
 from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
@@ -97,6 +96,8 @@ def write(snapshot: Mapping[str, Any]) -> int:
     if create is not None:
         fd = int(create("pycluster-handover", 0))
     else:  # (macOS) an unlinked temporary file
+        import tempfile
+
         descriptor, path = tempfile.mkstemp(prefix="pycluster-handover-")
         os.unlink(path)
         fd = descriptor

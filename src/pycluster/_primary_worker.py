@@ -80,6 +80,9 @@ class PrimaryWorker(Worker):
         self._collecting: dict[int, Callable[[Collected | None], None]] = {}
         #: ``time.monotonic()`` when the primary started it.
         self.started = time.monotonic()
+        #: Which of the primary's threads is its parent: ``"loop"`` (forked by this program), or
+        #: ``"main"`` (adopted: forked by a previous program of the process, ``_reexec``).
+        self.parent = "loop"
         #: What the primary last heard of the worker's activity (``ping()`` refreshes it).
         self.stats = WorkerStats()
 
@@ -434,6 +437,7 @@ class PrimaryWorker(Worker):
         worker._disconnect_asked = record["disconnect_asked"]
         worker.exited_after_disconnect = record["exited_after_disconnect"]
         worker.started = record["started"]
+        worker.parent = "main"
         return worker
 
     def resume(self) -> None:

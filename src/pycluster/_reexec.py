@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
@@ -49,14 +50,56 @@ def reexec(
     environ = dict(os.environ if env is None else env)
     loop = primary.loop
     loop.start()
+    on_loop = loop.run_sync(
+        _exec_thread, primary, threading.current_thread() is threading.main_thread()
+    )
     loop.run_sync(loop.hold, True)
+    release = threading.Event()
     try:
         loop.run_sync(lambda: None)  # what was queued before the hold
         program = json_value("the program's state", state() if state is not None else None)
-        loop.run_sync(_exec, primary, argv, environ, program)
-    finally:
-        loop.run_sync(loop.hold, False)  # (only if the exec failed)
+        if on_loop:
+            loop.run_sync(_exec, primary, argv, environ, program)
+        else:
+            parked = threading.Event()
+
+            def park() -> None:
+                parked.set()
+                release.wait()
+
+            loop.call_soon(park)
+            parked.wait()  # the loop thread does nothing until the exec (or its failure)
+            _exec(primary, argv, environ, program)
+    finally:  # (only if the exec failed)
+        release.set()
+        loop.run_sync(loop.hold, False)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _exec_thread(primary: Primary, from_main: bool) -> bool:
+    """Whether the loop thread must call ``execve`` (True) or the calling thread, the main one.
+
+    Every thread but the one that calls ``execve`` ends, and a thread that ends sends the
+    children it forked their parent-death signal (``prctl(PR_SET_PDEATHSIG)``: SIGTERM for a
+    worker). The workers forked by this program are the loop thread's children; those it
+    adopted are the main thread's (the thread that called ``execve`` became it).
+    """
+    parents = {worker.parent for worker in primary.workers.values() if not worker.is_dead()}
+    if parents == {"main"}:
+        if not from_main:
+            raise HandoverError(
+                "reexec(): the workers were adopted from the previous program and are the main "
+                "thread's children: call reexec() from the main thread"
+            )
+        return False
+    if len(parents) > 1:
+        raise HandoverError(
+            "reexec(): some workers were adopted from the previous program (the main thread's "
+            "children) and some forked by this one (the loop thread's): whichever thread calls "
+            "execve, the other's children would get their parent-death signal; replace the "
+            "adopted ones first (a rolling reload), then reexec()"
+        )
+    return True
 
 
 def _check_argv(argv: Sequence[str]) -> list[str]:
