@@ -18,8 +18,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable, Iterable
+from typing import Any
 
-from ._families import Family, Labels, Sample
+from ._families import Family, Labels, Sample, decode
 
 _SUMMED = frozenset({"counter", "histogram", "summary"})
 _ONE_SERIES: dict[str, Callable[[list[float]], float]] = {
@@ -78,6 +79,37 @@ class Merger:
                 if _adds_up(sample):
                     key = (sample.name, sample.labels)
                     totals[key] = totals.get(key, 0.0) + sample.value
+
+    def export(self) -> dict[str, Any]:
+        """What it holds, as JSON (a hand-over: the sums must not go back in the next program
+        of the process, nor lose a worker that ends before that program's first scrape)."""
+        return {
+            "live": [
+                [key, label, [family.to_json() for family in by_name.values()]]
+                for key, (label, by_name) in self._live.items()
+            ],
+            "retired": [
+                [
+                    name,
+                    kind,
+                    text,
+                    [[n, [list(p) for p in labels], v] for (n, labels), v in t.items()],
+                ]
+                for name, (kind, text, t) in self._retired.items()
+            ],
+        }
+
+    def adopt(self, record: dict[str, Any]) -> None:
+        """What ``export`` wrote (``ValueError`` if it is not that)."""
+        for key, label, families in record["live"]:
+            self.update(int(key), str(label), decode(families))
+        for name, kind, text, totals in record["retired"]:
+            self._retired[str(name)] = (
+                str(kind),
+                str(text),
+                {(str(n), tuple((str(k), str(v)) for k, v in labels)): float(value)
+                 for n, labels, value in totals},
+            )  # fmt: skip
 
     def families(self) -> list[Family]:
         """The merged families, in the order the workers first named them."""

@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from .._commands import Collected
 from .._lifecycle import STATES
@@ -98,6 +98,15 @@ class Scraper:
         with self._lock:
             if worker.id in self._primary.workers:  # (not gone meanwhile)
                 self._merger.update(worker.id, self.label(worker), families)
+
+    def export(self) -> dict[str, Any]:
+        """The merged counts, for the next program of the process (``cluster.reexec``)."""
+        with self._lock:
+            return self._merger.export()
+
+    def adopt(self, record: dict[str, Any]) -> None:
+        with self._lock:
+            self._merger.adopt(record)
 
     def _retire(self, worker: PrimaryWorker) -> None:
         with self._lock:

@@ -1,6 +1,7 @@
 """The ``pycluster`` command: ``run [OPTIONS] SCRIPT|-m MODULE [ARGS...]`` runs an unmodified
 program as N workers sharing its ports; ``status``, ``reload``, ``scale`` and ``stop`` talk to a
-running cluster through its control socket. Only this module turns errors into exit codes.
+running cluster through its control socket; ``upgrade`` re-executes it in place. Only this
+module turns errors into exit codes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from ._config import OPTIONS, Config, load_file, parse_bool, resolve
 from ._control import ControlError, control_dir, find, request
 from ._status import format_table
 from ._supervisor import Supervisor
+from ._upgrading import CHECK_ENV, check_answer
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,6 +82,21 @@ def build_parser() -> argparse.ArgumentParser:
         "stop", parents=[control], help="stop gracefully (as SIGTERM), waiting until it is done"
     )
     stop.add_argument("--now", action="store_true", help="stop at once (as SIGQUIT)")
+    upgrade = commands.add_parser(
+        "upgrade", parents=[control],
+        help="re-execute the supervisor in place (same PID; new pycluster, Python or options), "
+        "then replace the workers (as SIGUSR2), waiting until it is done",
+    )  # fmt: skip
+    upgrade.add_argument(
+        "--python", metavar="PATH",
+        help="the new interpreter (PATH -m pycluster); default: the one the supervisor was "
+        "started with, found again (a rebuilt virtual environment's)",
+    )  # fmt: skip
+    upgrade.add_argument(
+        "args", nargs=argparse.REMAINDER, metavar="-- RUN-ARGS",
+        help="new arguments for 'pycluster run' (options, SCRIPT and its arguments); default: "
+        "the same",
+    )  # fmt: skip
     return parser
 
 
@@ -156,7 +173,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if options.command == "run":
             config, exec_, args = _run_options(parser, options, None, None)
-            return Supervisor(config, exec_, args).run()
+            supervisor = Supervisor(config, exec_, args)
+            if os.environ.get(CHECK_ENV):  # an upgrade's check of this program (_upgrading)
+                print(json.dumps(check_answer(supervisor)))
+                return 0
+            return supervisor.run()
         if hasattr(signal, "SIGPIPE"):  # `pycluster status | head`: end quietly, as cat does
             signal.signal(signal.SIGPIPE, signal.SIG_DFL)
         return _control_command(options)
@@ -178,6 +199,12 @@ def _control_command(options: argparse.Namespace) -> int:
         answer = request(path, {"cmd": "scale", "workers": options.workers})
         if answer.get("ok"):
             print(f"{path.stem}: {answer['workers']} workers")
+    elif options.command == "upgrade":
+        args = options.args[1:] if options.args[:1] == ["--"] else options.args
+        command = {"cmd": "upgrade", "python": options.python, "args": args or None}
+        answer = request(path, command, timeout=None)
+        if answer.get("ok"):
+            print(f"{path.stem}: upgraded in place (pid {answer['pid']}), workers replaced")
     elif options.command == "reload":
         answer = request(path, {"cmd": "reload"}, timeout=None)
         if answer.get("ok"):

@@ -21,13 +21,36 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-COMMANDS = ("status", "reload", "scale", "stop")
+COMMANDS = ("status", "reload", "scale", "stop", "upgrade")
 MAX_REQUEST = 64 * 1024
 Reply = Callable[[dict[str, Any]], None]
 
 
 class ControlError(Exception):
     """The control socket cannot be set up or reached; the message says why."""
+
+
+class Replier:
+    """A request's ``reply``: one JSON line on its connection, then the connection closes. Its
+    connection can cross an in-place upgrade (``_upgrading``), answered by the new program."""
+
+    def __init__(self, conn: socket.socket) -> None:
+        self.conn = conn
+
+    def __call__(self, answer: dict[str, Any]) -> None:
+        try:
+            self.conn.sendall(json.dumps(answer).encode() + b"\n")
+        except OSError:
+            pass
+        finally:
+            self.conn.close()
+
+    @classmethod
+    def adopted(cls, fd: int) -> Replier:
+        conn = socket.socket(fileno=fd)
+        conn.set_inheritable(False)
+        conn.setblocking(True)
+        return cls(conn)
 
 
 def control_dir(environ: dict[str, str] | None = None) -> Path:
@@ -74,6 +97,15 @@ def peer_uid(conn: socket.socket) -> int | None:
     return int(uid)
 
 
+def _from_this_process(conn: socket.socket) -> bool:
+    """Whether the peer is this process (``pause``'s wake-up); where it cannot be known, yes."""
+    option = getattr(socket, "SO_PEERCRED", None)
+    if option is None:
+        return True
+    pid, _uid, _gid = struct.unpack("3i", conn.getsockopt(socket.SOL_SOCKET, option, 12))
+    return bool(pid == os.getpid())
+
+
 class ControlServer:
     """Accepts control requests on a thread of its own and hands each to ``on_request``.
 
@@ -81,21 +113,65 @@ class ControlServer:
     (the supervisor puts it in its queue) and call ``reply`` once, from any thread.
     """
 
-    def __init__(self, path: Path, on_request: Callable[[dict[str, Any], Reply], None]) -> None:
+    def __init__(
+        self,
+        path: Path,
+        on_request: Callable[[dict[str, Any], Reply], None],
+        sock: socket.socket | None = None,
+    ) -> None:
         self.path = path
         self._on_request = on_request
-        _private_dir(path.parent)
-        self._claim(path)
-        self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-        old_umask = os.umask(0o177)
-        try:
-            self._sock.bind(str(path))
-        finally:
-            os.umask(old_umask)
-        os.chmod(path, 0o600)
-        self._sock.listen(16)
+        if sock is None:
+            _private_dir(path.parent)
+            self._claim(path)
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            old_umask = os.umask(0o177)
+            try:
+                sock.bind(str(path))
+            finally:
+                os.umask(old_umask)
+            os.chmod(path, 0o600)
+            sock.listen(16)
+        self._sock = sock
         self._thread = threading.Thread(target=self._serve, name="pycluster-control", daemon=True)
         self._closed = False
+        self._paused = False
+        self._handlers: set[threading.Thread] = set()
+
+    @classmethod
+    def adopted(
+        cls, path: Path, fd: int, on_request: Callable[[dict[str, Any], Reply], None]
+    ) -> ControlServer:
+        """The control socket an in-place upgrade kept open (descriptor ``fd``)."""
+        sock = socket.socket(fileno=fd)
+        sock.set_inheritable(False)
+        return cls(path, on_request, sock)
+
+    def fileno(self) -> int:
+        return self._sock.fileno()
+
+    def pause(self) -> None:
+        """Stop accepting (the socket stays open: clients wait in its backlog); returns once the
+        accepting thread is done and every request it accepted has been handed over."""
+        self._paused = True
+        if self._thread.is_alive():
+            try:  # wake the thread blocked in accept()
+                with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as wake:
+                    wake.connect(str(self.path))
+                    self._thread.join(10)
+            except OSError:
+                pass
+        for handler in list(self._handlers):
+            handler.join(10)
+
+    def resume(self) -> None:
+        """Accept again after ``pause`` (an upgrade that did not happen)."""
+        if self._paused and not self._closed:
+            self._paused = False
+            self._thread = threading.Thread(
+                target=self._serve, name="pycluster-control", daemon=True
+            )
+            self._thread.start()
 
     @staticmethod
     def _claim(path: Path) -> None:
@@ -136,21 +212,24 @@ class ControlServer:
                 if self._closed or exc.errno in (errno.EBADF, errno.EINVAL):
                     return
                 continue
-            threading.Thread(
+            if self._paused and _from_this_process(conn):
+                conn.close()  # pause()'s wake-up
+                return
+            handler = threading.Thread(
                 target=self._handle, args=(conn,), name="pycluster-control-conn", daemon=True
-            ).start()
+            )
+            self._handlers.add(handler)
+            handler.start()
 
     def _handle(self, conn: socket.socket) -> None:
+        try:
+            self._answer(conn)
+        finally:
+            self._handlers.discard(threading.current_thread())
+
+    def _answer(self, conn: socket.socket) -> None:
         conn.settimeout(10)
-
-        def reply(answer: dict[str, Any]) -> None:
-            try:
-                conn.sendall(json.dumps(answer).encode() + b"\n")
-            except OSError:
-                pass
-            finally:
-                conn.close()
-
+        reply = Replier(conn)
         # A refused peer's request is read too: closing while it still sends would hand it
         # EPIPE instead of the refusal.
         uid = peer_uid(conn)

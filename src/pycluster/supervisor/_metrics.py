@@ -9,7 +9,7 @@ supervisor's thread changes them meanwhile). Without ``--metrics`` the superviso
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pycluster as cluster
 
@@ -40,6 +40,13 @@ class NoMetrics:
     def close(self) -> None:
         pass
 
+    def export(self) -> dict[str, Any] | None:
+        """The counts, for an in-place upgrade (``_upgrading``)."""
+        return None
+
+    def adopt(self, record: dict[str, Any] | None) -> None:
+        pass
+
 
 NO_METRICS = NoMetrics()
 
@@ -66,6 +73,25 @@ class SupervisorMetrics(NoMetrics):
 
     def close(self) -> None:
         self._server.close()
+
+    def export(self) -> dict[str, Any] | None:
+        return {
+            "restarts": self._restarts,
+            "reloads": self._reloads,
+            "merged": self._server.scraper.export(),
+        }
+
+    def adopt(self, record: dict[str, Any] | None) -> None:
+        """The previous program's counts (none if it served no metrics): restarts, reloads
+        and the workers' merged metrics go on from where they were."""
+        if record is None:
+            return
+        for reason, count in record["restarts"].items():
+            if reason in self._restarts:
+                self._restarts[reason] += count
+        for kind, count in record["reloads"].items():
+            self._reloads[kind] = self._reloads.get(kind, 0) + count
+        self._server.scraper.adopt(record["merged"])
 
     def _label(self, worker: cluster.Worker) -> str:
         running = self._supervisor.running.get(worker.id)

@@ -42,11 +42,18 @@ def _stop(s: Supervisor, request: dict[str, Any], reply: Reply) -> None:
     s._shutdown(graceful=not request.get("now"))
 
 
+def _upgrade(s: Supervisor, request: dict[str, Any], reply: Reply) -> None:
+    from ._upgrading import request as upgrade
+
+    upgrade(s, request, reply)
+
+
 REQUESTS: dict[str, Callable[[Supervisor, dict[str, Any], Reply], None]] = {
     "status": _status,
     "reload": _reload,
     "scale": _scale,
     "stop": _stop,
+    "upgrade": _upgrade,
 }
 
 

@@ -22,7 +22,7 @@ from typing import Any, ClassVar, TextIO
 
 import pycluster as cluster
 
-from . import _metrics, _ticking
+from . import _metrics, _ticking, _upgrading
 from ._config import Config
 from ._control import ControlServer, Reply, control_dir, default_name, socket_path
 from ._output import relay_output
@@ -46,6 +46,7 @@ class Supervisor:
         *,
         log: TextIO = sys.stderr,
         clock: Clock = time.monotonic,
+        launch: _upgrading.Launch | None = None,
     ) -> None:
         self.config = config
         self.clock = clock
@@ -75,12 +76,24 @@ class Supervisor:
         self.notifier = Notifier(os.environ)
         self.announced_ready = False
         self.control: ControlServer | None = None
+        self.control_path = socket_path(self.name, control_dir())
         self.metrics: _metrics.NoMetrics = _metrics.NO_METRICS
+        #: How to start this supervisor again (``pycluster upgrade``), in this environment (with
+        #: what was taken out of it for the workers' sake put back).
+        self.launch = launch or _upgrading.Launch.of_this_process()
+        self.environ = {**os.environ, **self.notifier.variables}
+        self.upgrade: _upgrading.Upgrade | None = None
+        #: Workers adopted by an upgrade that ended before their supervisor knew them: slot.
+        self.upgrade_gone: dict[int, Slot] = {}
 
     # -- public ---------------------------------------------------------------------------
 
     def run(self) -> int:
         """Start the workers and supervise them until told to stop; the exit code."""
+        cluster.on("exit", lambda w, code, sig: self.events.put(("exit", (w, code, sig))))
+        cluster.on("listening", lambda w, address: self.events.put(("listening", (w,))))
+        cluster.on("message", lambda w, m, h: self.events.put(("message", (w, m))))
+        handed = cluster.adopt()  # an in-place upgrade's (pycluster upgrade): its workers
         cluster.scheduling_policy = self.config.sched  # type: ignore[assignment]
         # hold_ports: while every worker of a port is down (restarting), clients wait instead of
         # being refused.
@@ -91,20 +104,20 @@ class Supervisor:
         )  # fmt: skip
         if self.config.pidfile:
             Path(self.config.pidfile).write_text(f"{os.getpid()}\n")
-        cluster.on("exit", lambda w, code, sig: self.events.put(("exit", (w, code, sig))))
-        cluster.on("listening", lambda w, address: self.events.put(("listening", (w,))))
-        cluster.on("message", lambda w, m, h: self.events.put(("message", (w, m))))
         self.metrics = _metrics.start(self.config.metrics, self)  # (OSError: nothing started)
         if self.metrics.address is not None:
             self.log("metrics at http://{}:{}/metrics".format(*self.metrics.address))
-        self.control = ControlServer(
-            socket_path(self.name, control_dir()),
-            lambda request, reply: self.events.put(("control", (request, reply))),
-        )
-        self.control.start()
+        if handed is None:
+            self.control = ControlServer(
+                self.control_path,
+                lambda request, reply: self.events.put(("control", (request, reply))),
+            )
+            self.control.start()
         previous = self._install_signals()
         try:
-            for number in range(self.config.workers):
+            if handed is not None:
+                _upgrading.take_over(self, handed)
+            for number in range(self.config.workers if handed is None else 0):
                 self.slots.append(Slot(number))
                 self._start(self.slots[-1])
             self.timers.later(_ticking.interval(self.config), Purpose.TICK, self._tick)
@@ -118,7 +131,8 @@ class Supervisor:
                 signal.signal(getattr(signal, name), handler)
             if self.config.pidfile:
                 Path(self.config.pidfile).unlink(missing_ok=True)
-            self.control.close()
+            if self.control is not None:
+                self.control.close()
             self.metrics.close()
             cluster.wait(self.config.graceful_timeout + 5)
             for reply in self.stop_waiters:
@@ -136,6 +150,15 @@ class Supervisor:
             kind, args = "", ()
         self.timers.run_due()
         if kind:
+            self._EVENTS[kind](self, *args)
+
+    def handle_queued(self) -> None:
+        """Act on every event already queued, without waiting (an upgrade's last step)."""
+        while True:
+            try:
+                kind, args = self.events.get_nowait()
+            except queue.Empty:
+                return
             self._EVENTS[kind](self, *args)
 
     def _restart_pending(self) -> bool:
@@ -200,6 +223,9 @@ class Supervisor:
     def _on_exit(self, worker: cluster.Worker, code: int | None, sig: str | None) -> None:
         running = self.running.pop(worker.id, None)
         if running is None:
+            if self.upgrade_gone.pop(worker.id, None) is not None:  # its slot is restarted
+                self.log(f"worker {worker.id} (pid {worker.pid}) exited during the upgrade "
+                         f"({f'signal {sig}' if sig else f'code {code}'})")  # fmt: skip
             return
         slot = running.slot
         now = self.clock()
@@ -422,6 +448,7 @@ class Supervisor:
         "signal": _on_signal,
         "preloaded": _on_preloaded,
         "changed": _on_changed,
+        "upgrade": lambda s, upgrade, answer, error: upgrade.made(answer, error),
     }
 
 
@@ -434,4 +461,5 @@ SIGNALS: dict[str, Callable[[Supervisor], None]] = {
     "SIGTTIN": lambda s: s._scale(+1),
     "SIGTTOU": lambda s: s._scale(-1),
     "SIGUSR1": lambda s: s.log(format_table(s.status())),
+    "SIGUSR2": lambda s: _upgrading.request(s, None, None),
 }

@@ -15,6 +15,8 @@ class Notifier:
     def __init__(self, environ: MutableMapping[str, str]) -> None:
         # Taken out of the environment: workers are not the service's main process.
         address = environ.pop("NOTIFY_SOCKET", "")
+        #: What was taken out of the environment (an in-place upgrade's new program needs it).
+        self.variables = {"NOTIFY_SOCKET": address} if address else {}
         if address.startswith("@"):
             address = "\0" + address[1:]  # the abstract namespace
         self.address = address if address.startswith(("/", "\0")) else ""
