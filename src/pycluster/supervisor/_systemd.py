@@ -24,6 +24,9 @@ class Notifier:
         if self.address:
             self._sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
             self._sock.set_inheritable(False)
+            # A full queue (a reader that does not read: a Unix datagram socket holds 10 by
+            # default) drops the news instead of blocking the supervisor.
+            self._sock.setblocking(False)
 
     def send(self, *lines: str) -> None:
         if self._sock is None:
