@@ -231,12 +231,17 @@ def test_a_worker_that_ends_during_the_upgrade_is_reported_and_restarted(
     between the old program's exec and the new one's adoption."""
     victim_file = tmp_path / "victim"
     wrapper = tmp_path / "python"
+    # (Python, not sh: a shell waits for its commands with waitpid(-1), which would reap the
+    # victim that is this process's child and lose its status.)
     wrapper.write_text(
-        "#!/bin/sh\n"
-        f'if [ -z "$PYCLUSTER_UPGRADE_CHECK" ] && [ -f {victim_file} ]; then\n'
-        f"    kill -KILL $(cat {victim_file}); rm {victim_file}\n"
-        "fi\n"
-        f'exec {sys.executable} "$@"\n'
+        f"#!{sys.executable}\n"
+        "import os, signal, sys\n"
+        f"victim = {str(victim_file)!r}\n"
+        "if not os.environ.get('PYCLUSTER_UPGRADE_CHECK') and os.path.exists(victim):\n"
+        "    with open(victim) as file:\n"
+        "        os.kill(int(file.read()), signal.SIGKILL)\n"
+        "    os.unlink(victim)\n"
+        f"os.execv({sys.executable!r}, [{sys.executable!r}, *sys.argv[1:]])\n"
     )
     wrapper.chmod(0o755)
     cluster = Supervised("-w", "2", SERVER, env={"PORT": "0"})
