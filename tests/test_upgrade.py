@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import threading
+import time
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +57,11 @@ def _worker_pids(cluster: Supervised, count: int = 2) -> set[int]:
 
 
 class _KeepAlive:
-    """A request on one kept-alive connection per client thread. A request sent on a kept
-    connection that the server had closed meanwhile (no byte of an answer came) is sent again
-    once on a new one, as every HTTP client does (urllib3, browsers): that is no lost request."""
+    """Requests on one kept-alive connection per client thread, a new connection after every
+    ``PER_CONNECTION`` requests (as browsers and proxies rotate theirs): the server never closes
+    one under its client, so any failure is a lost request."""
+
+    PER_CONNECTION = 5
 
     def __init__(self, port: int) -> None:
         self.port = port
@@ -65,22 +69,21 @@ class _KeepAlive:
 
     def __call__(self) -> str:
         conn = getattr(self.local, "conn", None)
-        for fresh in (conn is None, True):
-            if fresh:
-                conn = self.local.conn = http.client.HTTPConnection(
-                    "127.0.0.1", self.port, timeout=20
-                )
-            assert conn is not None
-            try:
-                conn.request("GET", "/")
-                response = conn.getresponse()
-                response.read()
-                return str(response.headers["X-Worker-Pid"])
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError):
+        if conn is None or self.local.used >= self.PER_CONNECTION:
+            if conn is not None:
                 conn.close()
-                if fresh:
-                    raise
-        raise AssertionError("unreachable")
+            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+            self.local.used = 0
+        self.local.used += 1
+        try:
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            response.read()
+            return str(response.headers["X-Worker-Pid"])
+        except Exception:
+            conn.close()
+            self.local.conn = None
+            raise
 
 
 class _StatusPoller:
@@ -134,9 +137,8 @@ def test_three_upgrades_under_load_keep_the_pid_and_lose_nothing(tmp_path: Path)
     notify = tmp_path / "notify"
     systemd = _Notifications(notify)
     cluster = Supervised(
-        "-w", "2", "--stop-signal", "TERM", "-m", "uvicorn", "hello_asgi:app",
-        "--port", str(port), "--log-level", "warning",
-        env={"PYTHONPATH": str(SUPERVISED), "NOTIFY_SOCKET": str(notify)},
+        "-w", "2", str(SUPERVISED / "keepalive_http.py"),
+        env={"PORT": str(port), "NOTIFY_SOCKET": str(notify)},
     )  # fmt: skip
     loads: list[Load] = []
     poller = None
@@ -144,9 +146,12 @@ def test_three_upgrades_under_load_keep_the_pid_and_lose_nothing(tmp_path: Path)
         before = _worker_pids(cluster)
         loads = [Load(port, threads=3), Load(port, threads=2, request=_KeepAlive(port))]
         poller = _StatusPoller(cluster)
+        took = []
         for _ in range(3):
             assert _served_more(*loads)
+            started = time.monotonic()
             done = cluster.command("upgrade", timeout=120)
+            took.append(time.monotonic() - started)
             assert done.returncode == 0, (done.stderr, cluster.log)
             assert f"upgraded in place (pid {cluster.proc.pid})" in done.stdout
             after = _worker_pids(cluster)
@@ -156,6 +161,12 @@ def test_three_upgrades_under_load_keep_the_pid_and_lose_nothing(tmp_path: Path)
         for load in loads:
             load.stop()
         poller.stop()
+        print(
+            f"3 upgrades ({', '.join(f'{t:.2f}' for t in took)} s each, until the workers were "
+            f"replaced) under load: {len(loads[0].served)} requests on new connections, "
+            f"{len(loads[1].served)} kept alive, {poller.answered} status answers; failed: "
+            f"{len(loads[0].failures)}, {len(loads[1].failures)}, {len(poller.failures)}"
+        )
         assert [load.failures for load in loads] == [[], []]
         assert poller.failures == []
         assert poller.answered >= 3
@@ -302,4 +313,52 @@ def test_an_upgrade_onto_another_python(tmp_path: Path) -> None:
     finally:
         if load is not None:
             load.stop()
+        cluster.stop()
+
+
+def _scrape(base: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(base + "/metrics", timeout=20) as answer:
+        text = answer.read().decode()
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
+
+
+def test_the_metrics_counts_survive_an_upgrade() -> None:
+    """The program's merged counter and the supervisor's own counts go on across the exec:
+    the old workers' counts, carried, stay in the sum once the reload has replaced them."""
+    port = _free_port()
+    cluster = Supervised(
+        "-w", "2", "--metrics", "127.0.0.1:0", str(SUPERVISED / "counting_http.py"),
+        env={"PORT": str(port)},
+    )  # fmt: skip
+    try:
+        cluster.wait_for(lambda: len(cluster.pids()) == 2)
+        base = cluster.metrics_base()
+        os.kill(cluster.pids()[0], signal.SIGKILL)
+        cluster.wait_for(lambda: len(cluster.pids()) == 3)  # its replacement listens
+        for _ in range(30):
+            _get(port)
+
+        def counted() -> float:
+            return sum(v for _, v in _scrape(base).get("app_requests_total", []))
+
+        assert wait_until(lambda: counted() == 30, 30)
+        done = cluster.command("upgrade", timeout=120)
+        assert done.returncode == 0, (done.stderr, cluster.log)
+        _worker_pids(cluster)
+        assert counted() == 30, "the replaced workers' counts stayed in the sum"
+        for _ in range(10):
+            _get(port)
+        assert wait_until(lambda: counted() == 40, 30)
+        restarts = {labels["reason"]: v for labels, v in _scrape(base)["pycluster_restarts_total"]}
+        assert restarts["crash"] == 1, "counted before the upgrade"
+        assert restarts["reload"] == 2, "the upgrade's replacements"
+        cluster.proc.send_signal(signal.SIGTERM)
+        assert cluster.finish(60) == 0
+    finally:
         cluster.stop()

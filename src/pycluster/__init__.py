@@ -6,6 +6,7 @@ own private module (see docs/architecture.md).
 
 from __future__ import annotations
 
+import socket
 import sys
 import types
 import warnings
@@ -144,9 +145,15 @@ def refresh_preload() -> float:
     return _primary("refresh_preload()").refresh_preload()
 
 
-def serve_metrics(address: object = "127.0.0.1:9090", *, timeout: float = 2.0) -> MetricsServer:
+def serve_metrics(
+    address: object = "127.0.0.1:9090",
+    *,
+    timeout: float = 2.0,
+    sock: socket.socket | None = None,
+) -> MetricsServer:
     """Serve ``/metrics`` (Prometheus), ``/healthz`` and ``/readyz`` from the primary at
-    ``address`` (``"HOST:PORT"``; port 0 picks one: see the result's ``address``).
+    ``address`` (``"HOST:PORT"``; port 0 picks one: see the result's ``address``), or on
+    ``sock``, a listening TCP socket (one kept across ``reexec``: no scrape is refused).
 
     ``/metrics`` shows the cluster's own figures and the program's ``prometheus_client``
     metrics, collected from every worker at each scrape (waiting at most ``timeout`` seconds
@@ -160,7 +167,9 @@ def serve_metrics(address: object = "127.0.0.1:9090", *, timeout: float = 2.0) -
         raise ValueError(
             f"serve_metrics(timeout=...) must be a number of seconds > 0, not {timeout!r}"
         )
-    return MetricsServer(primary, parsed, timeout=float(timeout))
+    if sock is not None and not isinstance(sock, socket.socket):
+        raise TypeError(f"serve_metrics(sock=...) must be a listening socket, not {sock!r}")
+    return MetricsServer(primary, parsed, timeout=float(timeout), sock=sock)
 
 
 def _publishing(operation: str) -> Publishing:

@@ -60,10 +60,19 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
 
-    def __init__(self, address: tuple[str, int], endpoint: MetricsServer) -> None:
+    def __init__(
+        self, address: tuple[str, int], endpoint: MetricsServer, sock: socket.socket | None
+    ) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.endpoint = endpoint
-        super().__init__(address, _Handler)
+        if sock is None:
+            super().__init__(address, _Handler)
+            return
+        self.address_family = sock.family
+        super().__init__(address, _Handler, bind_and_activate=False)
+        self.socket.close()
+        self.socket = sock  # listening already (kept across an exec)
+        self.server_address = sock.getsockname()[:2]
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -111,7 +120,14 @@ class MetricsServer:
     """The metrics endpoint of this primary (``cluster.serve_metrics``): ``address`` is where it
     listens; ``close()`` stops it."""
 
-    def __init__(self, primary: Primary, address: object, *, timeout: float = 2.0) -> None:
+    def __init__(
+        self,
+        primary: Primary,
+        address: object,
+        *,
+        timeout: float = 2.0,
+        sock: socket.socket | None = None,
+    ) -> None:
         self.scraper = Scraper(primary, timeout=timeout)
         self._primary = primary
         #: Set while the cluster stops: ``/readyz`` then fails.
@@ -120,7 +136,7 @@ class MetricsServer:
         self.ready_check: Callable[[], tuple[bool, str]] | None = None
         host, port = parse_address(address)
         try:
-            self._http = _Server((host, port), self)
+            self._http = _Server((host, port), self, sock)
         except OSError as exc:
             why = exc.strerror or str(exc)
             raise OSError(exc.errno, f"cannot listen on {host}:{port} ({why})") from None
@@ -142,6 +158,10 @@ class MetricsServer:
         return (
             (True, f"ready: {listening} listening") if listening else (False, "no worker listens")
         )
+
+    def fileno(self) -> int:
+        """The listening socket's descriptor (to keep it across ``cluster.reexec``)."""
+        return self._http.socket.fileno()
 
     def close(self) -> None:
         self._http.shutdown()

@@ -9,6 +9,8 @@ supervisor's thread changes them meanwhile). Without ``--metrics`` the superviso
 
 from __future__ import annotations
 
+import os
+import socket
 from typing import TYPE_CHECKING, Any
 
 import pycluster as cluster
@@ -41,7 +43,7 @@ class NoMetrics:
         pass
 
     def export(self) -> dict[str, Any] | None:
-        """The counts, for an in-place upgrade (``_upgrading``)."""
+        """The counts and the listening socket, for an in-place upgrade (``_upgrading``)."""
         return None
 
     def adopt(self, record: dict[str, Any] | None) -> None:
@@ -52,11 +54,14 @@ NO_METRICS = NoMetrics()
 
 
 class SupervisorMetrics(NoMetrics):
-    def __init__(self, address: str, supervisor: Supervisor) -> None:
+    def __init__(
+        self, address: str, supervisor: Supervisor, sock: socket.socket | None = None
+    ) -> None:
         self._supervisor = supervisor
+        self._config = address
         self._restarts = dict.fromkeys(REASONS, 0)
         self._reloads = {"started": 0, "aborted": 0}
-        self._server = cluster.serve_metrics(address)
+        self._server = cluster.serve_metrics(address, sock=sock)
         self.address = self._server.address
         self._server.scraper.label = self._label
         self._server.scraper.collectors.append(self._families)
@@ -75,7 +80,11 @@ class SupervisorMetrics(NoMetrics):
         self._server.close()
 
     def export(self) -> dict[str, Any] | None:
+        fd = self._server.fileno()
+        os.set_inheritable(fd, True)
         return {
+            "config": self._config,
+            "fd": fd,
             "restarts": self._restarts,
             "reloads": self._reloads,
             "merged": self._server.scraper.export(),
@@ -150,12 +159,20 @@ def _one(name: str, kind: str, text: str, value: float) -> Family:
     return Family(name, kind, text, (Sample(name, (), value),))
 
 
-def start(address: str, supervisor: Supervisor) -> NoMetrics:
+def start(address: str, supervisor: Supervisor, handed: dict[str, Any] | None = None) -> NoMetrics:
     """The endpoint, or ``NO_METRICS`` without ``--metrics``; ``ControlError`` if it cannot
-    listen (the command line says so and exits 1)."""
+    listen (the command line says so and exits 1). ``handed``: what the previous program of the
+    process exported (an upgrade): its listening socket is kept if ``--metrics`` is the same."""
+    kept = None
+    if handed is not None:
+        kept = socket.socket(fileno=handed["fd"])
+        kept.set_inheritable(False)
+        if handed["config"] != address:
+            kept.close()
+            kept = None
     if not address:
         return NO_METRICS
     try:
-        return SupervisorMetrics(address, supervisor)
+        return SupervisorMetrics(address, supervisor, kept)
     except OSError as exc:
         raise ControlError(f"--metrics: {exc.strerror or exc}") from None

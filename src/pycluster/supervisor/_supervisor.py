@@ -32,7 +32,8 @@ from ._replacements import Replacements
 from ._requests import REQUESTS
 from ._restarts import CrashLoop, Restart, RestartPolicy, Slot
 from ._running import Running
-from ._status import cluster_status, format_table, ready_count
+from ._signal_table import SIGNALS, install
+from ._status import cluster_status, ready_count
 from ._systemd import Notifier
 from ._timers import KEPT_WHEN_STOPPING, Clock, Purpose, Timers
 
@@ -104,7 +105,9 @@ class Supervisor:
         )  # fmt: skip
         if self.config.pidfile:
             Path(self.config.pidfile).write_text(f"{os.getpid()}\n")
-        self.metrics = _metrics.start(self.config.metrics, self)  # (OSError: nothing started)
+        self.metrics = _metrics.start(  # (OSError: nothing started)
+            self.config.metrics, self, _upgrading.metrics_of(handed)
+        )
         if self.metrics.address is not None:
             self.log("metrics at http://{}:{}/metrics".format(*self.metrics.address))
         if handed is None:
@@ -295,15 +298,7 @@ class Supervisor:
     # -- signals ----------------------------------------------------------------------------
 
     def _install_signals(self) -> dict[str, Any]:
-        previous = {}
-        for name in SIGNALS:
-            number = getattr(signal, name, None)
-            if number is None:
-                continue
-            previous[name] = signal.signal(
-                number, lambda signum, frame: self.events.put(("signal", (signum,)))
-            )
-        return previous
+        return install(lambda signum: self.events.put(("signal", (signum,))))
 
     def _on_signal(self, signum: int) -> None:
         SIGNALS[signal.Signals(signum).name](self)
@@ -450,16 +445,3 @@ class Supervisor:
         "changed": _on_changed,
         "upgrade": lambda s, upgrade, answer, error: upgrade.made(answer, error),
     }
-
-
-#: What each handled signal does (docs/cli.md: the signals are the supervisor's API too).
-SIGNALS: dict[str, Callable[[Supervisor], None]] = {
-    "SIGTERM": lambda s: s._shutdown(graceful=True),
-    "SIGINT": lambda s: s._shutdown(graceful=True),
-    "SIGQUIT": lambda s: s._shutdown(graceful=False),
-    "SIGHUP": lambda s: s._reload(),
-    "SIGTTIN": lambda s: s._scale(+1),
-    "SIGTTOU": lambda s: s._scale(-1),
-    "SIGUSR1": lambda s: s.log(format_table(s.status())),
-    "SIGUSR2": lambda s: _upgrading.request(s, None, None),
-}

@@ -296,6 +296,13 @@ def _when_replaced(reply: Replier) -> Reply:
     return answer
 
 
+def metrics_of(state: object) -> dict[str, Any] | None:
+    """What the previous program's ``--metrics`` handed over (None if nothing)."""
+    if isinstance(state, dict) and isinstance(state.get("metrics"), dict):
+        return dict(state["metrics"])
+    return None
+
+
 def take_over(s: Supervisor, state: dict[str, Any]) -> None:
     """In the new program: the previous supervisor's state and its workers (which
     ``cluster.adopt()`` has put in ``cluster.workers``), the control socket, then a rolling
@@ -324,7 +331,7 @@ def take_over(s: Supervisor, state: dict[str, Any]) -> None:
         s.running[worker.id] = running
         if entry["stopping"]:
             s._stop(running)
-    s.metrics.adopt(state["metrics"])
+    s.metrics.adopt(metrics_of(state))
     s.control = ControlServer.adopted(
         s.control_path,
         state["control"],
