@@ -285,6 +285,13 @@ def test_a_hand_over_keeps_every_client_on_its_worker_and_what_was_held(sticky: 
     assert handle["kind"] == "sticky"
     assert sorted(entry[0] for entry in handle["affinity"]) == sorted(hosts)
     assert sum(len(slot["parked"]) for slot in handle["slots"]) + len(handle["waiting"]) == 10
+    # The old registry's objects are gone with an exec; here they must not close the
+    # descriptors (now the new registry's) when they are collected.
+    for old in sticky.registry.handles:
+        assert isinstance(old, StickyHandle)
+        for slot in old._slots:
+            slot.sock.detach()
+        old.sock.detach()
     after = Primary("ip")
     after.registry.adopt(record)
     try:

@@ -362,3 +362,33 @@ def test_the_metrics_counts_survive_an_upgrade() -> None:
         assert cluster.finish(60) == 0
     finally:
         cluster.stop()
+
+
+def test_an_upgrade_with_preload_keeps_every_worker_until_it_is_replaced() -> None:
+    """Workers forked by the preload server are the main thread's children (adopted when their
+    middle process exits): the exec is made there, none gets its parent-death signal; the new
+    program starts a new preload server for the reload."""
+    cluster = Supervised("-w", "2", "--preload", "http.server", SERVER, env={"PORT": "0"})
+    load = None
+    try:
+        cluster.wait_for(lambda: len(cluster.pids()) == 2)
+        before = _worker_pids(cluster)
+        load = Load(cluster.port(), threads=3)
+        for _ in range(2):
+            assert _served_more(load)
+            done = cluster.command("upgrade", timeout=120)
+            assert done.returncode == 0, (done.stderr, cluster.log)
+            after = _worker_pids(cluster)
+            assert not after & before
+            before = after
+        assert _served_more(load)
+        load.stop()
+        assert load.failures == []
+        assert not cluster.logged("exited"), cluster.log  # each old worker stopped when asked
+        assert cluster.logged("a new preload server imports the code")
+        cluster.proc.send_signal(signal.SIGTERM)
+        assert cluster.finish(60) == 0
+    finally:
+        if load is not None:
+            load.stop()
+        cluster.stop()

@@ -177,6 +177,10 @@ class Primary:
         self.next_id += 1
         parent.setblocking(False)
         worker = PrimaryWorker(self, worker_id, process, Channel(parent), serialization)
+        if zygote is not None:
+            # Orphaned by its middle process, it was adopted by the first live thread of this
+            # process (the kernel's find_new_reaper): the main one.
+            worker.parent = "main"
         self.workers[worker_id] = worker
         self.loop.call_soon(emit_safely, self.emitter, "fork", worker)
         self.loop.add_reader(parent.fileno(), worker.on_readable)

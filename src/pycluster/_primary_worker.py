@@ -81,7 +81,8 @@ class PrimaryWorker(Worker):
         #: ``time.monotonic()`` when the primary started it.
         self.started = time.monotonic()
         #: Which of the primary's threads is its parent: ``"loop"`` (forked by this program), or
-        #: ``"main"`` (adopted: forked by a previous program of the process, ``_reexec``).
+        #: ``"main"`` (adopted: forked by a previous program of the process, ``_reexec``; or
+        #: forked by the preload server and adopted by the primary).
         self.parent = "loop"
         #: What the primary last heard of the worker's activity (``ping()`` refreshes it).
         self.stats = WorkerStats()

@@ -8,10 +8,12 @@ workers running. The order matters:
    go on serving, and what they or clients send waits in the kernel;
 2. the program's ``state()`` runs on the calling thread: it settles what it had been told
    (events already emitted) and returns what its next program needs (JSON);
-3. on the loop thread: the preload server (if any) is ended and reaped, the snapshot is written
-   (``_handover``), the descriptors it names become inheritable, and the loop thread itself
-   calls ``execve``: the workers are children of that thread, and a thread that ends sends its
-   children their parent-death signal, which exec spares the thread that calls it.
+3. on the thread that is the workers' parent (the loop thread for workers forked by this
+   program, the main thread for adopted ones; the loop thread is parked meanwhile): the preload
+   server (if any) is ended and reaped, the snapshot is written (``_handover``), the
+   descriptors it names become inheritable, and that thread calls ``execve``: every other
+   thread ends, and a thread that ends sends its children their parent-death signal, which
+   exec spares the thread that calls it (``_exec_thread``).
 
 If the exec fails (no such program), nothing was lost: the descriptors are made
 non-inheritable again, the loop is released, and ``reexec`` raises the ``OSError``.
@@ -82,7 +84,8 @@ def _exec_thread(primary: Primary, from_main: bool) -> bool:
     Every thread but the one that calls ``execve`` ends, and a thread that ends sends the
     children it forked their parent-death signal (``prctl(PR_SET_PDEATHSIG)``: SIGTERM for a
     worker). The workers forked by this program are the loop thread's children; those it
-    adopted are the main thread's (the thread that called ``execve`` became it).
+    adopted are the main thread's (the thread that called ``execve`` became it), and so are
+    those of the preload server (orphaned, each was adopted by the process's first live thread).
     """
     parents = {worker.parent for worker in primary.workers.values() if not worker.is_dead()}
     if parents == {"main"}:

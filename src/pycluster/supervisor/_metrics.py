@@ -9,7 +9,6 @@ supervisor's thread changes them meanwhile). Without ``--metrics`` the superviso
 
 from __future__ import annotations
 
-import os
 import socket
 from typing import TYPE_CHECKING, Any
 
@@ -80,11 +79,9 @@ class SupervisorMetrics(NoMetrics):
         self._server.close()
 
     def export(self) -> dict[str, Any] | None:
-        fd = self._server.fileno()
-        os.set_inheritable(fd, True)
         return {
             "config": self._config,
-            "fd": fd,
+            "fd": self._server.fileno(),  # (made inheritable by the upgrade)
             "restarts": self._restarts,
             "reloads": self._reloads,
             "merged": self._server.scraper.export(),

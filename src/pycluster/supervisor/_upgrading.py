@@ -180,6 +180,8 @@ class Upgrade:
         self.supervisor = supervisor
         self.launch = launch
         self.reply = reply
+        #: The descriptors made inheritable for the exec (not again if it failed).
+        self.kept: list[int] = []
 
     def start(self) -> None:
         s = self.supervisor
@@ -220,6 +222,8 @@ class Upgrade:
         try:
             cluster.reexec(self.launch.argv, env=s.environ, state=lambda: self._state())
         except (OSError, cluster.HandoverError, UpgradeError) as exc:
+            for fd in self.kept:
+                os.set_inheritable(fd, False)
             if s.control is not None:
                 s.control.resume()
             s.notifier.ready(s._ready_status())
@@ -235,11 +239,15 @@ class Upgrade:
         if refused:
             raise UpgradeError(refused)
         assert s.control is not None
-        reply_fd = None
-        if isinstance(self.reply, Replier):
-            reply_fd = self.reply.conn.fileno()
-            os.set_inheritable(reply_fd, True)
-        os.set_inheritable(s.control.fileno(), True)
+        reply_fd = self.reply.conn.fileno() if isinstance(self.reply, Replier) else None
+        metrics = s.metrics.export()
+        self.kept = [s.control.fileno()]
+        if reply_fd is not None:
+            self.kept.append(reply_fd)
+        if metrics is not None:
+            self.kept.append(int(metrics["fd"]))
+        for fd in self.kept:
+            os.set_inheritable(fd, True)
         return {
             "upgrade": STATE_VERSION,
             "started": s.started,
@@ -247,7 +255,7 @@ class Upgrade:
             "exit_code": s.exit_code,
             "slots": [_slot(slot) for slot in s.slots],
             "running": [_running(r) for r in s.running.values()],
-            "metrics": s.metrics.export(),
+            "metrics": metrics,
             "control": s.control.fileno(),
             "reply": reply_fd,
         }
