@@ -9,12 +9,14 @@ test reads one ordered record. Every wait has a deadline; nothing waits on a bar
 
 from __future__ import annotations
 
+import http.client
 import json
 import os
 import queue
 import re
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -333,6 +335,56 @@ class Load:
         self._done.set()
         for thread in self._threads:
             thread.join(30)
+
+
+class KeepAlive:
+    """``Load``'s ``request``: GETs on one kept-alive connection per client thread, a new
+    connection after every ``per_connection`` (as browsers and proxies rotate theirs). A server
+    that never closes a connection under its client loses none of them: any failure counts."""
+
+    def __init__(self, port: int, per_connection: int = 5) -> None:
+        self.port = port
+        self.per_connection = per_connection
+        self.local = threading.local()
+
+    def __call__(self) -> str:
+        conn = getattr(self.local, "conn", None)
+        if conn is None or self.local.used >= self.per_connection:
+            if conn is not None:
+                conn.close()
+            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
+            self.local.used = 0
+        self.local.used += 1
+        try:
+            conn.request("GET", "/")
+            response = conn.getresponse()
+            response.read()
+            return str(response.headers["X-Worker-Pid"])
+        except Exception:
+            conn.close()
+            self.local.conn = None
+            raise
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 free now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def scrape_metrics(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
+    """A Prometheus endpoint's samples, by name: [(labels, value)], read with prometheus_client's
+    own parser."""
+    from prometheus_client.parser import text_string_to_metric_families
+
+    with urllib.request.urlopen(url, timeout=20) as answer:
+        text = answer.read().decode()
+    found: dict[str, list[tuple[dict[str, str], float]]] = {}
+    for family in text_string_to_metric_families(text):
+        for sample in family.samples:
+            found.setdefault(sample.name, []).append((sample.labels, sample.value))
+    return found
 
 
 def pid_alive(pid: int) -> bool:

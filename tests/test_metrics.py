@@ -23,7 +23,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 import pycluster as cluster
-from tests.clusterkit import Supervised, need_tool, wait_until
+from tests.clusterkit import Supervised, need_tool, scrape_metrics, wait_until
 
 APP = Path(__file__).resolve().parent / "apps" / "metrics_counting.py"
 SERVER = str(Path(__file__).resolve().parent.parent / "examples" / "server.py")
@@ -259,22 +259,12 @@ def test_a_bad_timeout_is_refused_naming_it() -> None:
 # -- pycluster run --metrics ---------------------------------------------------------------------
 
 
-def _scrape_url(url: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    with urllib.request.urlopen(url, timeout=20) as answer:
-        text = answer.read().decode()
-    found: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return found
-
-
 def test_pycluster_run_metrics_counts_restarts_by_reason_and_labels_workers_by_slot() -> None:
     supervised = Supervised("-w", "2", "--metrics", "127.0.0.1:0", SERVER, env={"PORT": "0"})
     try:
         supervised.wait_for(lambda: len(supervised.pids()) == 2)
         base = supervised.metrics_base()
-        families = _scrape_url(base + "/metrics")
+        families = scrape_metrics(base + "/metrics")
         assert {labels["worker"] for labels, _ in families["pycluster_worker_pss_bytes"]} == {
             "0",
             "1",
@@ -294,10 +284,10 @@ def test_pycluster_run_metrics_counts_restarts_by_reason_and_labels_workers_by_s
         supervised.wait_for(lambda: len(supervised.pids()) == 3)  # its replacement listens
         restarts = dict(
             (labels["reason"], v)
-            for labels, v in _scrape_url(base + "/metrics")["pycluster_restarts_total"]
+            for labels, v in scrape_metrics(base + "/metrics")["pycluster_restarts_total"]
         )
         assert restarts["crash"] == 1
-        slots = _scrape_url(base + "/metrics")["pycluster_worker_restarts_total"]
+        slots = scrape_metrics(base + "/metrics")["pycluster_worker_restarts_total"]
         assert sorted(v for _, v in slots) == [0.0, 1.0]
 
         supervised.proc.send_signal(signal.SIGTERM)

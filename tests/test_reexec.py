@@ -6,50 +6,20 @@ from __future__ import annotations
 
 import http.client
 import os
-import socket
 import sys
-import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from tests.apps import reexec
-from tests.clusterkit import LiveCluster, Load, wait_until
+from tests.clusterkit import KeepAlive, LiveCluster, Load, free_port, wait_until
 
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux: /proc")
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-class _KeepAlive:
-    """``Load``'s request on one kept-alive connection per client thread."""
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.local = threading.local()
-
-    def __call__(self) -> str:
-        conn = getattr(self.local, "conn", None)
-        if conn is None:
-            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
-        try:
-            conn.request("GET", "/")
-            response = conn.getresponse()
-            response.read()
-            return str(response.headers["X-Worker-Pid"])
-        except Exception:
-            conn.close()
-            self.local.conn = None
-            raise
-
-
 def _start(tmp_path: Path, **env: str) -> tuple[LiveCluster, int]:
-    port = _free_port()
+    port = free_port()
     live = LiveCluster(tmp_path, reexec.generations, stdin=True, env={"PORT": str(port), **env})
     live.wait_for_count("listening", 2)
     return live, port
@@ -82,7 +52,7 @@ def test_two_reexecs_under_load_keep_the_pid_and_the_workers(
     try:
         first = _gen(live, 0)
         fresh = Load(port, threads=3)
-        kept = Load(port, threads=2, request=_KeepAlive(port))
+        kept = Load(port, threads=2, request=KeepAlive(port))
         try:
             for gen in (1, 2):
                 assert _served_more(fresh, kept)

@@ -13,13 +13,21 @@ import subprocess
 import sys
 import threading
 import time
-import urllib.request
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.clusterkit import ROOT, Load, Supervised, need_tool, wait_until
+from tests.clusterkit import (
+    ROOT,
+    KeepAlive,
+    Load,
+    Supervised,
+    free_port,
+    need_tool,
+    scrape_metrics,
+    wait_until,
+)
 
 pytestmark = [
     pytest.mark.timeout(240),
@@ -28,12 +36,6 @@ pytestmark = [
 
 SERVER = str(ROOT / "examples" / "server.py")
 SUPERVISED = ROOT / "tests" / "apps" / "supervised"
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _status(cluster: Supervised) -> dict[str, Any]:
@@ -54,36 +56,6 @@ def _worker_pids(cluster: Supervised, count: int = 2) -> set[int]:
 
     assert wait_until(ready, 60, interval=0.1), (cluster.log, _status(cluster))
     return set(found)
-
-
-class _KeepAlive:
-    """Requests on one kept-alive connection per client thread, a new connection after every
-    ``PER_CONNECTION`` requests (as browsers and proxies rotate theirs): the server never closes
-    one under its client, so any failure is a lost request."""
-
-    PER_CONNECTION = 5
-
-    def __init__(self, port: int) -> None:
-        self.port = port
-        self.local = threading.local()
-
-    def __call__(self) -> str:
-        conn = getattr(self.local, "conn", None)
-        if conn is None or self.local.used >= self.PER_CONNECTION:
-            if conn is not None:
-                conn.close()
-            conn = self.local.conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=20)
-            self.local.used = 0
-        self.local.used += 1
-        try:
-            conn.request("GET", "/")
-            response = conn.getresponse()
-            response.read()
-            return str(response.headers["X-Worker-Pid"])
-        except Exception:
-            conn.close()
-            self.local.conn = None
-            raise
 
 
 class _StatusPoller:
@@ -133,7 +105,7 @@ class _Notifications:
 
 
 def test_three_upgrades_under_load_keep_the_pid_and_lose_nothing(tmp_path: Path) -> None:
-    port = _free_port()
+    port = free_port()
     notify = tmp_path / "notify"
     systemd = _Notifications(notify)
     cluster = Supervised(
@@ -144,7 +116,7 @@ def test_three_upgrades_under_load_keep_the_pid_and_lose_nothing(tmp_path: Path)
     poller = None
     try:
         before = _worker_pids(cluster)
-        loads = [Load(port, threads=3), Load(port, threads=2, request=_KeepAlive(port))]
+        loads = [Load(port, threads=3), Load(port, threads=2, request=KeepAlive(port))]
         poller = _StatusPoller(cluster)
         took = []
         for _ in range(3):
@@ -316,22 +288,10 @@ def test_an_upgrade_onto_another_python(tmp_path: Path) -> None:
         cluster.stop()
 
 
-def _scrape(base: str) -> dict[str, list[tuple[dict[str, str], float]]]:
-    from prometheus_client.parser import text_string_to_metric_families
-
-    with urllib.request.urlopen(base + "/metrics", timeout=20) as answer:
-        text = answer.read().decode()
-    found: dict[str, list[tuple[dict[str, str], float]]] = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found.setdefault(sample.name, []).append((sample.labels, sample.value))
-    return found
-
-
 def test_the_metrics_counts_survive_an_upgrade() -> None:
     """The program's merged counter and the supervisor's own counts go on across the exec:
     the old workers' counts, carried, stay in the sum once the reload has replaced them."""
-    port = _free_port()
+    port = free_port()
     cluster = Supervised(
         "-w", "2", "--metrics", "127.0.0.1:0", str(SUPERVISED / "counting_http.py"),
         env={"PORT": str(port)},
@@ -345,7 +305,9 @@ def test_the_metrics_counts_survive_an_upgrade() -> None:
             _get(port)
 
         def counted() -> float:
-            return sum(v for _, v in _scrape(base).get("app_requests_total", []))
+            return sum(
+                v for _, v in scrape_metrics(base + "/metrics").get("app_requests_total", [])
+            )
 
         assert wait_until(lambda: counted() == 30, 30)
         done = cluster.command("upgrade", timeout=120)
@@ -355,7 +317,10 @@ def test_the_metrics_counts_survive_an_upgrade() -> None:
         for _ in range(10):
             _get(port)
         assert wait_until(lambda: counted() == 40, 30)
-        restarts = {labels["reason"]: v for labels, v in _scrape(base)["pycluster_restarts_total"]}
+        restarts = {
+            labels["reason"]: v
+            for labels, v in scrape_metrics(base + "/metrics")["pycluster_restarts_total"]
+        }
         assert restarts["crash"] == 1, "counted before the upgrade"
         assert restarts["reload"] == 2, "the upgrade's replacements"
         cluster.proc.send_signal(signal.SIGTERM)
@@ -392,3 +357,56 @@ def test_an_upgrade_with_preload_keeps_every_worker_until_it_is_replaced() -> No
         if load is not None:
             load.stop()
         cluster.stop()
+
+
+@pytest.mark.tools
+def test_an_upgrade_under_socket_activation_keeps_systemds_socket(tmp_path: Path) -> None:
+    """The port is a socket systemd passed (LISTEN_FDS): it crosses the exec with the others, and
+    the new program does not take descriptors 3... for systemd's a second time."""
+    need_tool("systemd-socket-activate", ".ci/run installs Debian's systemd")
+    port = free_port()
+    runtime = tmp_path / "run"
+    runtime.mkdir(mode=0o700)
+    proc = subprocess.Popen(
+        [
+            "systemd-socket-activate", "-l", f"127.0.0.1:{port}",
+            "-E", "HOST=127.0.0.1", "-E", f"PORT={port}", "-E", f"PYTHONPATH={ROOT / 'src'}",
+            "-E", f"XDG_RUNTIME_DIR={runtime}",
+            sys.executable, "-m", "pycluster", "run", "-w", "2", "--name", "activated", SERVER,
+        ],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True,
+    )  # fmt: skip
+    env = {**os.environ, "XDG_RUNTIME_DIR": str(runtime)}
+
+    def pycluster(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([sys.executable, "-m", "pycluster", *args, "--name", "activated"],
+                              capture_output=True, text=True, env=env, timeout=120)  # fmt: skip
+
+    load = None
+    try:
+        assert wait_until(lambda: _get_or_none(port) is not None, 30)  # the first one starts it
+        load = Load(port, threads=3)
+        for _ in range(2):
+            assert _served_more(load)
+            done = pycluster("upgrade")
+            assert done.returncode == 0, done.stderr
+        assert _served_more(load)
+        load.stop()
+        assert load.failures == []
+        status = json.loads(pycluster("status", "--json").stdout)
+        assert status["ready"] == 2
+        os.killpg(proc.pid, signal.SIGTERM)
+        assert proc.wait(30) == 0
+    finally:
+        if load is not None:
+            load.stop()
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
+
+
+def _get_or_none(port: int) -> str | None:
+    try:
+        return _get(port)
+    except OSError:
+        return None

@@ -79,10 +79,8 @@ class Supervisor:
         self.control: ControlServer | None = None
         self.control_path = socket_path(self.name, control_dir())
         self.metrics: _metrics.NoMetrics = _metrics.NO_METRICS
-        #: How to start this supervisor again (``pycluster upgrade``), in this environment (with
-        #: what was taken out of it for the workers' sake put back).
+        #: How to start this supervisor again (``pycluster upgrade``).
         self.launch = launch or _upgrading.Launch.of_this_process()
-        self.environ = {**os.environ, **self.notifier.variables}
         self.upgrade: _upgrading.Upgrade | None = None
         #: Workers adopted by an upgrade that ended before their supervisor knew them: slot.
         self.upgrade_gone: dict[int, Slot] = {}

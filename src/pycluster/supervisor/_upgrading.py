@@ -47,6 +47,10 @@ CHECK_TIMEOUT = 60.0
 FIXED = ("name", "sched", "sticky")
 #: The part of the state that is this module's own (the rest is ``_reexec``'s).
 STATE_VERSION = 1
+#: Variables of the supervisor's environment that the new program must not see again: systemd's
+#: socket activation (its sockets cross with the ports, and LISTEN_PID would still match) and
+#: a hand-over's own (``cluster.reexec`` sets it afresh).
+NOT_AGAIN = ("LISTEN_PID", "LISTEN_FDS", "LISTEN_FDNAMES", "PYCLUSTER_HANDOVER")
 
 
 class UpgradeError(Exception):
@@ -80,6 +84,15 @@ class Launch:
     @property
     def argv(self) -> list[str]:
         return [*self.command, *self.args]
+
+
+def environment(s: Supervisor) -> dict[str, str]:
+    """The new program's environment: the supervisor's, with ``NOTIFY_SOCKET`` (taken out for
+    the workers' sake) back, without ``NOT_AGAIN``."""
+    environ = {**os.environ, **s.notifier.variables}
+    for name in NOT_AGAIN:
+        environ.pop(name, None)
+    return environ
 
 
 def check(launch: Launch, environ: dict[str, str]) -> dict[str, Any]:
@@ -185,7 +198,7 @@ class Upgrade:
 
     def start(self) -> None:
         s = self.supervisor
-        environ = dict(s.environ)
+        environ = environment(s)
 
         def run() -> None:
             try:
@@ -220,7 +233,7 @@ class Upgrade:
         )
         s.notifier.reloading()
         try:
-            cluster.reexec(self.launch.argv, env=s.environ, state=lambda: self._state())
+            cluster.reexec(self.launch.argv, env=environment(s), state=lambda: self._state())
         except (OSError, cluster.HandoverError, UpgradeError) as exc:
             for fd in self.kept:
                 os.set_inheritable(fd, False)
