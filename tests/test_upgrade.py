@@ -192,7 +192,7 @@ def test_a_broken_upgrade_changes_nothing(tmp_path: Path) -> None:
             (["--python", str(broken)], "this python is broken"),
             (["--python", str(without)], "No module named pycluster"),
             (["--", "-w", "2", "--sched", "none", SERVER], "--sched cannot change in an upgrade"),
-        ]:
+        ]:  # fmt: skip
             done = cluster.command("upgrade", *args, timeout=120)
             assert done.returncode == 1, (args, done.stdout)
             assert "upgrade aborted" in done.stderr
@@ -410,3 +410,21 @@ def _get_or_none(port: int) -> str | None:
         return _get(port)
     except OSError:
         return None
+
+
+def test_an_upgrade_may_change_the_options() -> None:
+    """``pycluster upgrade -- RUN-ARGS``: here 3 workers where there were 2."""
+    cluster = Supervised("-w", "2", SERVER, env={"PORT": "0"})
+    try:
+        cluster.wait_for(lambda: len(cluster.pids()) == 2)
+        before = _worker_pids(cluster)
+        done = cluster.command("upgrade", "--", "-w", "3", SERVER, timeout=120)
+        assert done.returncode == 0, (done.stderr, cluster.log)
+        after = _worker_pids(cluster, 3)
+        assert not after & before
+        assert cluster.logged("scaled up to 3 workers")
+        assert _status(cluster)["pid"] == cluster.proc.pid
+        cluster.proc.send_signal(signal.SIGTERM)
+        assert cluster.finish(60) == 0
+    finally:
+        cluster.stop()

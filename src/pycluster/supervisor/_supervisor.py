@@ -224,9 +224,12 @@ class Supervisor:
     def _on_exit(self, worker: cluster.Worker, code: int | None, sig: str | None) -> None:
         running = self.running.pop(worker.id, None)
         if running is None:
-            if self.upgrade_gone.pop(worker.id, None) is not None:  # its slot is restarted
+            gone = self.upgrade_gone.pop(worker.id, None)
+            if gone is not None:  # its slot was started again by the new program
                 self.log(f"worker {worker.id} (pid {worker.pid}) exited during the upgrade "
                          f"({f'signal {sig}' if sig else f'code {code}'})")  # fmt: skip
+                gone.restarts += 1
+                self.metrics.restarted("crash" if code or sig else "exit")
             return
         slot = running.slot
         now = self.clock()

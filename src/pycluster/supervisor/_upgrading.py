@@ -20,6 +20,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -34,6 +35,7 @@ import pycluster as cluster
 from ._control import ControlServer, Replier, Reply
 from ._restarts import Slot
 from ._running import Running
+from ._timers import Purpose
 
 if TYPE_CHECKING:
     from ._supervisor import Supervisor
@@ -352,6 +354,9 @@ def take_over(s: Supervisor, state: dict[str, Any]) -> None:
         s.running[worker.id] = running
         if entry["stopping"]:
             s._stop(running)
+        elif not running.ready:
+            check = functools.partial(s._check_ready, running)
+            s.timers.later(s.config.ready_timeout, Purpose.READY_CHECK, check)
     s.metrics.adopt(metrics_of(state))
     s.control = ControlServer.adopted(
         s.control_path,
@@ -364,6 +369,8 @@ def take_over(s: Supervisor, state: dict[str, Any]) -> None:
     for slot in s.slots:
         if not slot.disabled and not any(r.slot is slot for r in s.running.values()):
             s._start(slot)
+    if s.config.workers != len(s.slots):  # the upgrade's own -w
+        s._scale(s.config.workers - len(s.slots))
     python = sys.version.split()[0]
     s.log(f"upgraded in place (pid {os.getpid()}, Python {python}); replacing the workers")
     s._reload()
