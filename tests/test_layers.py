@@ -165,3 +165,5 @@ def test_each_side_loads_only_its_own_modules(tmp_path: Path, preload: bool) -> 
         assert zygote & PRIMARY_SIDE == set()
         # Every pycluster module a worker runs is the zygote's, shared, not imported again.
         assert worker - zygote == set()
+        # Nor any other module: resolving a host name (the ``idna`` codec) is preloaded too.
+        assert loaded["imported_here"] == [], loaded["imported_here"]

@@ -31,11 +31,20 @@ def main() -> None:
         worker.on("message", report)
     else:
         with socket.socket() as sock:
-            sock.bind(("127.0.0.1", 0))
+            host = socket.getaddrinfo("localhost", 0, socket.AF_INET)[0][4][0]
+            sock.bind((host, 0))
             sock.listen()
             assert cluster.worker is not None
-            zygote = sys.modules["loaded_in_zygote"].LOADED if preload else []
-            cluster.worker.send({"worker": loaded(), "zygote": zygote})
+            zygote = sys.modules["loaded_in_zygote"] if preload else None
+            cluster.worker.send(
+                {
+                    "worker": loaded(),
+                    "zygote": zygote.LOADED if zygote else [],
+                    "imported_here": sorted(set(sys.modules) - set(zygote.EVERYTHING))
+                    if zygote
+                    else [],
+                }
+            )
 
 
 if __name__ == "__main__":
