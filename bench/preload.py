@@ -6,9 +6,12 @@
   with 8 workers: pycluster with ``--preload`` (and without ``gc.freeze()``), without preload,
   ``gunicorn --preload`` (sync workers, the same app as WSGI; and with uvicorn's asyncio worker
   class, like for like with pycluster's asyncio server), ``uvicorn --workers 8`` (ASGI);
-  one process of the app alone for reference. Measured when ready, after 60 s of keep-alive load
-  (wrk), and after a full ``gc.collect()`` in every worker (SIGPWR: what a long-running app's
-  collector does sooner or later, and what ``gc.freeze()`` is for).
+  one process of the app alone for reference; and the floor under pycluster's design built
+  without pycluster (``big_floor.py``: a parent that holds no app, a preload process, plain
+  asyncio servers forked from it), what any app-less supervisor with asyncio workers costs.
+  Measured when ready, after 60 s of keep-alive load (wrk), and after a full ``gc.collect()``
+  in every worker (SIGPWR: what a long-running app's collector does sooner or later, and what
+  ``gc.freeze()`` is for).
 - start-up: ms from launch until 8 and 32 workers listen, with and without preload, against
   ``gunicorn --preload`` and Node's cluster (the plain hello world, for scale).
 """
@@ -79,6 +82,17 @@ def _uvicorn(workers: int) -> Server:
     )  # fmt: skip
 
 
+def _floor(workers: int) -> Server:
+    """The floor of the design without pycluster: a bare parent, a preload process, plain
+    asyncio servers forked from it (``big_floor.py``)."""
+    return Server(
+        "the design's floor: a bare parent, a preload process, 8 plain asyncio servers",
+        [c.PY, str(c.SERVERS / "big_floor.py")],
+        {"LOOP": "asyncio", "FORK": str(workers)},
+        workers=workers + 1,
+    )
+
+
 def _alone() -> Server:
     return Server("one process of the app (reference)", [c.PY, BIG], {"LOOP": "asyncio"})
 
@@ -126,7 +140,7 @@ def memory_table(runs: int, load_seconds: float) -> Table:
     servers = [
         _run_preload(WORKERS, True), _run_preload(WORKERS, True, freeze=False),
         _run_preload(WORKERS, False), _gunicorn(WORKERS), _gunicorn_asyncio(WORKERS),
-        _uvicorn(WORKERS), _alone(),
+        _uvicorn(WORKERS), _floor(WORKERS), _alone(),
     ]  # fmt: skip
     loaded = {servers[0].name, servers[1].name, servers[3].name, servers[4].name}
     figures: dict[tuple[str, str], Spread] = collections.defaultdict(Spread)
