@@ -25,6 +25,8 @@ class Server:
     workers: int = 0
     #: It prints ``ready N PID`` once N workers listen (pycluster_primary.py, hello_node.js).
     says_ready: bool = False
+    #: Each worker prints ``worker ready PID`` when it is about to accept (gunicorn_ready.py).
+    each_says_ready: bool = False
     policy: str = ""  # pycluster or Node: rr, none, reuseport
 
 
@@ -122,17 +124,20 @@ class Running:
         deadline = time.monotonic() + timeout
         if self.server.says_ready:
             self.wait_line(r"^ready \d+", timeout)
+        elif self.server.each_says_ready:
+            for _ in range(self.server.workers):
+                self.wait_line(r"^worker ready \d+", deadline - time.monotonic())
         ready_at = time.monotonic()
         while not _answers(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:
                 raise RuntimeError(f"{self.server.name} did not start (exit {self.proc.poll()})")
             time.sleep(0.05)
-        if not self.server.says_ready:
-            ready_at = time.monotonic()
+        if not (self.server.says_ready or self.server.each_says_ready):
             while len(descendants(self.pid)) < self.server.workers:
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{self.server.name}: its workers did not all start")
                 time.sleep(0.05)
+            ready_at = time.monotonic()  # all forked: the least it can be
             time.sleep(0.5)  # workers of peers say nothing: give the last one time to listen
         return ready_at - self.started
 

@@ -56,8 +56,8 @@ def _gunicorn(workers: int) -> Server:
         "gunicorn --preload (sync)",
         [str(c.BIN / "gunicorn"), "--preload", "-w", str(workers), "-k", "sync", "--chdir",
          str(c.SERVERS), "--bind", "127.0.0.1:{port}", "--log-level", "warning",
-         "--timeout", "300", "big_app:wsgi_app"],
-        workers=workers,
+         "--timeout", "300", "-c", str(c.SERVERS / "gunicorn_ready.py"), "big_app:wsgi_app"],
+        workers=workers, each_says_ready=True,
     )  # fmt: skip
 
 
