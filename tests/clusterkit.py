@@ -105,15 +105,21 @@ def run_cluster(
     timeout: float = 30,
     interpreter: str = sys.executable,
 ) -> Result:
-    """Run ``body`` as a primary to its end; fail if it takes longer than ``timeout``."""
-    proc = subprocess.run(
-        [interpreter, *python_args, *program_argv(directory, body), *args],
-        capture_output=True,
-        text=True,
-        timeout=timeout,
-        env=program_env(env),
-        cwd=directory,
-    )
+    """Run ``body`` as a primary to its end; fail if it takes longer than ``timeout`` (with
+    all it wrote to stderr: pytest's report of the timeout would cut it)."""
+    try:
+        proc = subprocess.run(
+            [interpreter, *python_args, *program_argv(directory, body), *args],
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            env=program_env(env),
+            cwd=directory,
+        )
+    except subprocess.TimeoutExpired as exc:
+        stderr = exc.stderr or b""
+        text = stderr.decode(errors="replace") if isinstance(stderr, bytes) else stderr
+        raise AssertionError(f"no end within {timeout} s; the program's stderr:\n{text}") from None
     return Result(proc.returncode, proc.stdout, proc.stderr)
 
 

@@ -293,3 +293,54 @@ def test_a_disconnect_during_an_accept_waits_for_its_connection(
     )
     assert result.returncode == 0, result.stdout + result.stderr
     assert result.records == [["answer", "served"], ["exit", 0, None, True]]
+
+
+@pytest.mark.parametrize("policy", ["rr", "none", "reuseport"])
+def test_disconnect_while_the_program_closes_its_shared_sockets(
+    tmp_path: Path, policy: str
+) -> None:
+    """The program closes its shared sockets on one thread while the disconnect takes them out
+    of sharing on another: the worker still leaves. (It once hung there: the disconnect's list
+    of the sockets changed under it, or its swap met a descriptor just closed.)"""
+    result = run_cluster(
+        tmp_path,
+        """
+        SOCKETS, ROUNDS = 40, 20
+        if cluster.is_primary:
+            done = threading.Event()
+            def start(round_):
+                worker = cluster.fork()
+                def on_message(m, h):
+                    worker.send("close them")
+                    worker.disconnect()  # while its program is closing them
+                def on_exit(code, signal_):
+                    out("exit", round_, code, worker.exited_after_disconnect)
+                    if round_ + 1 < ROUNDS:
+                        start(round_ + 1)
+                    else:
+                        done.set()
+                worker.on("message", on_message)
+                worker.on("exit", on_exit)
+            start(0)
+            done.wait(60)
+        else:
+            sys.setswitchinterval(1e-6)  # the two threads take turns often: they meet
+            sockets = []
+            for _ in range(SOCKETS):
+                s = socket.socket()
+                s.bind(("127.0.0.1", 0))
+                s.listen()
+                sockets.append(s)
+            def close_them():
+                for s in sockets:
+                    s.close()
+            def on_message(m, h):
+                threading.Thread(target=close_them).start()
+            cluster.worker.on("message", on_message)
+            cluster.worker.send("bound")
+        """,
+        env={"PYCLUSTER_SCHED_POLICY": policy},
+        timeout=80,
+    )
+    assert result.named("exit") == [["exit", n, 0, True] for n in range(20)], result.stderr
+    assert "Traceback" not in result.stderr, result.stderr

@@ -22,6 +22,7 @@ from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
 from ._imports import when_imported
+from ._leaving import closing
 
 if TYPE_CHECKING:
     from ._intercept import Sharing
@@ -57,8 +58,8 @@ def _patch(sharing: Sharing, module: ModuleType) -> None:
         return raw.connect_ex(self, address)
 
     def close(self: Any) -> None:
-        info = sharing.sockets.pop(self, None)
-        raw.close(self)
+        info = sharing.forget(self)
+        closing(self, info, lambda: raw.close(self))
         if info is not None:
             sharing.closed(info)
 

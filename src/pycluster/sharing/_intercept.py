@@ -37,7 +37,7 @@ from .._commands import Bind, Close, Listen, Listening
 from . import _blocking, _cloop, _exclusive, _gevent, _grpc, _unlink
 from ._blocking import WAKE_MS
 from ._keys import Address, Port0Indexes, key_for
-from ._leaving import accept_stopped, accept_waiting, stop_one, stopped_meanwhile
+from ._leaving import accept_stopped, accept_waiting, closing, stop_one, stopped_meanwhile
 from ._sockets import (
     Descriptor,
     Shared,
@@ -134,7 +134,13 @@ class Sharing:
             self.port0.give_back(key)
             self.runtime.notify(Close(info.id))
             raise
-        self.sockets[sock] = info
+        with self.lock:
+            self.sockets[sock] = info
+
+    def forget(self, sock: socket.socket) -> Shared | None:
+        """``sock`` is being closed: out of the table, and its entry if it was shared."""
+        with self.lock:
+            return self.sockets.pop(sock, None)
 
     def _become(self, sock: socket.socket, info: Shared, fds: list[int], port: int) -> None:
         """Make the program's socket what the primary's answer says it is to be."""
@@ -317,7 +323,7 @@ class Sharing:
         info = self.sockets.get(sock)
         if info is None or info.listening:
             return
-        del self.sockets[sock]
+        self.forget(sock)
         self.port0.give_back(info.key)
         self.runtime.notify(Close(info.id))
         fresh = StdSocket(sock.family, sock.type, sock.proto)
@@ -343,8 +349,12 @@ class Sharing:
         with self.lock:
             self.stopping = True
             foreign = list(self.foreign)
-        for sock, info in list(self.sockets.items()):
-            stop_one(self, sock, info)
+            shared = list(self.sockets.items())  # (not while another thread adds or forgets)
+        for sock, info in shared:
+            try:
+                stop_one(self, sock, info)
+            except Exception:  # one socket's trouble must not keep the worker from leaving
+                traceback.print_exc()
         for server in foreign:
             try:
                 server.stop()
@@ -419,8 +429,8 @@ def install(runtime: ChildRuntime) -> Sharing:
         return int(original["connect_ex"](self, address))
 
     def _real_close(self: socket.socket, _ss: Any = socket._socket.socket) -> None:  # type: ignore[attr-defined]
-        info = sharing.sockets.pop(self, None)
-        original["_real_close"](self)
+        info = sharing.forget(self)
+        closing(self, info, lambda: original["_real_close"](self))
         if info is not None:
             sharing.closed(info)
 

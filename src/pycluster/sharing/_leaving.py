@@ -9,6 +9,7 @@ import os
 import select
 import socket
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from . import _blocking
@@ -34,10 +35,24 @@ def stop_one(sharing: Sharing, sock: socket.socket, info: Shared) -> None:
     if info.mode is Mode.REUSEPORT and sock.type == socket.SOCK_STREAM:
         _stop_reuseport(sharing, sock, info)
         return
-    info.stopped = True
-    dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-    adopt(sock, dead.detach(), keep_epoll=True)
+    # Not while the program closes it on another thread (``closing``): the swap would write
+    # over a closed descriptor, or over a number reused since.
+    with info.fd_lock:
+        if info.stopped or sock.fileno() < 0:
+            return
+        info.stopped = True
+        dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        adopt(sock, dead.detach(), keep_epoll=True)
     _blocking.restore(sock)  # a socket of its own now
+
+
+def closing(sock: socket.socket, info: Shared | None, close: Callable[[], None]) -> None:
+    """The program closes a shared socket: ``close()`` it, never during ``stop_one``'s swap."""
+    if info is None:
+        close()
+        return
+    with info.fd_lock:
+        close()
 
 
 #: Leaving a SCHED_REUSEPORT group: what is queued is taken until the queue has stayed empty
@@ -53,10 +68,16 @@ def _stop_reuseport(sharing: Sharing, sock: socket.socket, info: Shared) -> None
     # clients send the SYN again a second later and reach another worker; elsewhere than
     # Linux, a backlog of 0), then what is queued is taken until the queue has stayed empty
     # for DRAIN_SETTLE, and only then does the listener leave the group.
-    old = StdSocket(fileno=os.dup(sock.fileno()))
     pair = _socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
     readable, bell = (StdSocket(fileno=end.detach()) for end in pair)
-    with info.lock:  # an accept() that fails meanwhile waits for this, then sees "stopped"
+    # An accept() that fails meanwhile waits for this, then sees "stopped"; a close on another
+    # thread waits for it too (``closing``).
+    with info.lock, info.fd_lock:
+        if info.stopped or sock.fileno() < 0:  # closed by the program meanwhile
+            readable.close()
+            bell.close()
+            return
+        old = StdSocket(fileno=os.dup(sock.fileno()))
         adopt(sock, readable.detach(), keep_epoll=True)
         info.bell = bell
         info.stopped = True

@@ -43,6 +43,9 @@ class Shared:
     leftovers: deque[socket.socket] = field(default_factory=deque)
     bell: socket.socket | None = None
     lock: threading.Lock = field(default_factory=threading.Lock)
+    #: The descriptor: the program's close and a disconnect's swap, one at a time (``lock`` is
+    #: held by a blocking SCHED_RR accept for as long as it waits).
+    fd_lock: threading.Lock = field(default_factory=threading.Lock)
 
 
 class Descriptor:
