@@ -311,7 +311,8 @@ def test_drain_delay_fails_readyz_at_once_and_keeps_serving_until_a_second_sigte
     try:
         supervised.wait_for(lambda: len(supervised.pids()) == 2)
         base = supervised.metrics_base()
-        assert _readyz(base) == (200, b"2/2 workers ready\n")
+        # A worker's "listening" line can come before the supervisor has counted it as ready.
+        assert wait_until(lambda: _readyz(base) == (200, b"2/2 workers ready\n"), 30)
         supervised.proc.send_signal(signal.SIGTERM)
         assert wait_until(lambda: _readyz(base)[0] == 503, 30)
         assert _readyz(base) == (503, b"draining\n")
