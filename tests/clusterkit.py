@@ -315,8 +315,7 @@ class Load:
         host: str = "127.0.0.1",
         request: Callable[[], str] | None = None,
     ) -> None:
-        netloc = f"[{host}]" if ":" in host else host
-        self.url = f"http://{netloc}:{port}{path}"
+        self.host, self.port, self.path = host, port, path
         self._request = request or self._get
         self.served: list[str] = []  # the X-Worker-Pid of each answer
         self.failures: list[BaseException] = []
@@ -333,14 +332,39 @@ class Load:
                 self.failures.append(exc)
 
     def _get(self) -> str:
-        with urllib.request.urlopen(self.url, timeout=20) as response:
+        conn = http.client.HTTPConnection(self.host, self.port, timeout=20)
+        try:
+            conn.request("GET", self.path, headers={"Connection": "close"})
+            response = conn.getresponse()
             response.read()
             return str(response.headers["X-Worker-Pid"])
+        except TimeoutError as exc:
+            # Who holds the other end (the primary, a worker, or nobody: the listen queue)?
+            raise TimeoutError(f"{exc}: {_whereabouts(conn.sock)}") from exc
+        finally:
+            conn.close()
 
     def stop(self) -> None:
         self._done.set()
         for thread in self._threads:
             thread.join(30)
+
+
+def _whereabouts(sock: socket.socket | None) -> str:
+    """A stuck connection's two ends as ``ss`` sees them, with the processes holding them."""
+    if sock is None:
+        return "not connected"
+    try:
+        port = sock.getsockname()[1]
+        table = subprocess.run(
+            ["ss", "-tanpi", f"( sport = :{port} or dport = :{port} )"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout
+    except (OSError, subprocess.SubprocessError) as exc:
+        return f"(ss: {exc})"
+    return f"{time.strftime('%H:%M:%S')} local port {port}\n{table}"
 
 
 class KeepAlive:

@@ -59,7 +59,7 @@ def _patch(sharing: Sharing, module: ModuleType) -> None:
 
     def close(self: Any) -> None:
         info = sharing.forget(self)
-        closing(self, info, lambda: raw.close(self))
+        closing(info, lambda: raw.close(self))
         if info is not None:
             sharing.closed(info)
 

@@ -430,7 +430,7 @@ def install(runtime: ChildRuntime) -> Sharing:
 
     def _real_close(self: socket.socket, _ss: Any = socket._socket.socket) -> None:  # type: ignore[attr-defined]
         info = sharing.forget(self)
-        closing(self, info, lambda: original["_real_close"](self))
+        closing(info, lambda: original["_real_close"](self))
         if info is not None:
             sharing.closed(info)
 

@@ -46,7 +46,7 @@ def stop_one(sharing: Sharing, sock: socket.socket, info: Shared) -> None:
     _blocking.restore(sock)  # a socket of its own now
 
 
-def closing(sock: socket.socket, info: Shared | None, close: Callable[[], None]) -> None:
+def closing(info: Shared | None, close: Callable[[], None]) -> None:
     """The program closes a shared socket: ``close()`` it, never during ``stop_one``'s swap."""
     if info is None:
         close()
