@@ -344,3 +344,78 @@ def test_disconnect_while_the_program_closes_its_shared_sockets(
     )
     assert result.named("exit") == [["exit", n, 0, True] for n in range(20)], result.stderr
     assert "Traceback" not in result.stderr, result.stderr
+
+
+def test_a_handoff_read_when_the_worker_disconnects_is_served_once(tmp_path: Path) -> None:
+    """SCHED_RR: the disconnect's swap of the handoff socket comes just after a take read a
+    connection off it. The take's "taken" must still reach the primary: unanswered, the
+    primary handed the connection to another worker too, and two processes served one
+    client (the leaving worker's answer went to the socket that replaced the handoff)."""
+    result = run_cluster(
+        tmp_path,
+        """
+        if cluster.is_primary:
+            track_listening()
+            first = cluster.fork()
+            address = tuple(wait_listening(1)[0][1][:2])
+            accepted, changed = {}, threading.Condition()
+            def on_message(w, m, h):
+                with changed:
+                    accepted.setdefault(w.id, []).append(m)
+                    changed.notify_all()
+            cluster.on("message", on_message)
+            one = socket.create_connection(address, timeout=20)
+            with changed:  # the first worker's take has read the connection, and waits
+                assert changed.wait_for(lambda: accepted.get(first.id) == ["in take"], 20)
+            second = cluster.fork()
+            wait_listening(2)
+            first.disconnect()
+            out("one", one.recv(100).decode())
+            two = socket.create_connection(address, timeout=20)
+            out("two", two.recv(100).decode())
+            with changed:
+                assert changed.wait_for(lambda: second.id in accepted, 20)
+            ports = {one.getsockname()[1]: "one", two.getsockname()[1]: "two"}
+            for w in (first, second):
+                out("took", w.id, [ports.get(m, m) for m in accepted.get(w.id, [])])
+            one.close()
+            two.close()
+            cluster.disconnect()
+        else:
+            from pycluster.sharing import _intercept, _taking
+            stopping = threading.Event()
+            real_stop_one, real_fds = _intercept.stop_one, _taking.fds_from_ancillary
+            def stop_one(*args):
+                stopping.set()
+                real_stop_one(*args)
+            def fds_from_ancillary(ancillary):
+                fds = real_fds(ancillary)
+                if fds and cluster.worker.id == 1:
+                    cluster.worker.send("in take")
+                    assert stopping.wait(20)
+                    # The swap comes now, unless the take holds it back (the fix).
+                    deadline = time.monotonic() + 1
+                    while time.monotonic() < deadline:
+                        if s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) != socket.SOCK_STREAM:
+                            break
+                        time.sleep(0.01)
+                return fds
+            _intercept.stop_one, _taking.fds_from_ancillary = stop_one, fds_from_ancillary
+            s = socket.socket()
+            s.bind(("127.0.0.1", 0))
+            s.listen()
+            while True:
+                conn, peer = s.accept()
+                cluster.worker.send(peer[1])
+                conn.sendall(str(cluster.worker.id).encode())
+                conn.close()
+        """,
+        env={"PYCLUSTER_SCHED_POLICY": "rr"},
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.records == [
+        ["one", "1"],
+        ["two", "2"],
+        ["took", 1, ["in take", "one"]],
+        ["took", 2, ["two"]],
+    ]

@@ -10,7 +10,7 @@ import select
 import socket
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from . import _blocking
 from ._blocking import WAKE_MS
@@ -29,21 +29,22 @@ def stop_one(sharing: Sharing, sock: socket.socket, info: Shared) -> None:
     readable once per connection that was already queued on the worker's own listening
     socket; those are still served (``accept_stopped``).
     """
-    drop_stash(info)
-    if info.stopped or sock.fileno() < 0:
-        return
     if info.mode is Mode.REUSEPORT and sock.type == socket.SOCK_STREAM:
-        _stop_reuseport(sharing, sock, info)
+        if not (info.stopped or sock.fileno() < 0):
+            _stop_reuseport(sharing, sock, info)
         return
     # Not while the program closes it on another thread (``closing``): the swap would write
-    # over a closed descriptor, or over a number reused since.
+    # over a closed descriptor, or over a number reused since; nor while a SCHED_RR take reads
+    # and answers a handoff (``_taking``).
     with info.fd_lock:
-        if info.stopped or sock.fileno() < 0:
-            return
-        info.stopped = True
-        dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
-        adopt(sock, dead.detach(), keep_epoll=True)
-    _blocking.restore(sock)  # a socket of its own now
+        swapped = not (info.stopped or sock.fileno() < 0)
+        if swapped:
+            info.stopped = True
+            dead = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+            adopt(sock, dead.detach(), keep_epoll=True)
+        drop_stash(info)  # after the swap: nothing is stashed any more
+    if swapped:
+        _blocking.restore(sock)  # a socket of its own now
 
 
 def closing(info: Shared | None, close: Callable[[], None]) -> None:
@@ -121,7 +122,7 @@ def _refuse_new_connections(listener: socket.socket) -> None:
         pass
 
 
-def accept_nothing(sock: socket.socket) -> tuple[socket.socket, Any]:
+def accept_nothing(sock: socket.socket) -> NoReturn:
     """accept() on a stopped server: as if no client ever comes again."""
     timeout = sock.gettimeout()
     if timeout == 0:
