@@ -304,41 +304,7 @@ def test_disconnect_while_the_program_closes_its_shared_sockets(
     of the sockets changed under it, or its swap met a descriptor just closed.)"""
     result = run_cluster(
         tmp_path,
-        """
-        SOCKETS, ROUNDS = 40, 20
-        if cluster.is_primary:
-            done = threading.Event()
-            def start(round_):
-                worker = cluster.fork()
-                def on_message(m, h):
-                    worker.send("close them")
-                    worker.disconnect()  # while its program is closing them
-                def on_exit(code, signal_):
-                    out("exit", round_, code, worker.exited_after_disconnect)
-                    if round_ + 1 < ROUNDS:
-                        start(round_ + 1)
-                    else:
-                        done.set()
-                worker.on("message", on_message)
-                worker.on("exit", on_exit)
-            start(0)
-            done.wait(60)
-        else:
-            sys.setswitchinterval(1e-6)  # the two threads take turns often: they meet
-            sockets = []
-            for _ in range(SOCKETS):
-                s = socket.socket()
-                s.bind(("127.0.0.1", 0))
-                s.listen()
-                sockets.append(s)
-            def close_them():
-                for s in sockets:
-                    s.close()
-            def on_message(m, h):
-                threading.Thread(target=close_them).start()
-            cluster.worker.on("message", on_message)
-            cluster.worker.send("bound")
-        """,
+        sharing_disconnect.closes_its_shared_sockets_during_the_disconnect,
         env={"PYCLUSTER_SCHED_POLICY": policy},
         timeout=80,
     )
@@ -353,63 +319,7 @@ def test_a_handoff_read_when_the_worker_disconnects_is_served_once(tmp_path: Pat
     client (the leaving worker's answer went to the socket that replaced the handoff)."""
     result = run_cluster(
         tmp_path,
-        """
-        if cluster.is_primary:
-            track_listening()
-            first = cluster.fork()
-            address = tuple(wait_listening(1)[0][1][:2])
-            accepted, changed = {}, threading.Condition()
-            def on_message(w, m, h):
-                with changed:
-                    accepted.setdefault(w.id, []).append(m)
-                    changed.notify_all()
-            cluster.on("message", on_message)
-            one = socket.create_connection(address, timeout=20)
-            with changed:  # the first worker's take has read the connection, and waits
-                assert changed.wait_for(lambda: accepted.get(first.id) == ["in take"], 20)
-            second = cluster.fork()
-            wait_listening(2)
-            first.disconnect()
-            out("one", one.recv(100).decode())
-            two = socket.create_connection(address, timeout=20)
-            out("two", two.recv(100).decode())
-            with changed:
-                assert changed.wait_for(lambda: second.id in accepted, 20)
-            ports = {one.getsockname()[1]: "one", two.getsockname()[1]: "two"}
-            for w in (first, second):
-                out("took", w.id, [ports.get(m, m) for m in accepted.get(w.id, [])])
-            one.close()
-            two.close()
-            cluster.disconnect()
-        else:
-            from pycluster.sharing import _intercept, _taking
-            stopping = threading.Event()
-            real_stop_one, real_fds = _intercept.stop_one, _taking.fds_from_ancillary
-            def stop_one(*args):
-                stopping.set()
-                real_stop_one(*args)
-            def fds_from_ancillary(ancillary):
-                fds = real_fds(ancillary)
-                if fds and cluster.worker.id == 1:
-                    cluster.worker.send("in take")
-                    assert stopping.wait(20)
-                    # The swap comes now, unless the take holds it back (the fix).
-                    deadline = time.monotonic() + 1
-                    while time.monotonic() < deadline:
-                        if s.getsockopt(socket.SOL_SOCKET, socket.SO_TYPE) != socket.SOCK_STREAM:
-                            break
-                        time.sleep(0.01)
-                return fds
-            _intercept.stop_one, _taking.fds_from_ancillary = stop_one, fds_from_ancillary
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            s.listen()
-            while True:
-                conn, peer = s.accept()
-                cluster.worker.send(peer[1])
-                conn.sendall(str(cluster.worker.id).encode())
-                conn.close()
-        """,
+        sharing_disconnect.handoff_read_when_the_worker_disconnects,
         env={"PYCLUSTER_SCHED_POLICY": "rr"},
     )
     assert result.returncode == 0, result.stdout + result.stderr
